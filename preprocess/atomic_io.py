@@ -1,0 +1,55 @@
+"""Atomic file writes: a reader never sees a half-written file, even after SIGKILL or Ctrl-C.
+
+Every writer goes through :func:`atomic_path`: data goes to a hidden temp file in the target's
+folder, is flushed to disk, then renamed over the target (``os.replace`` is atomic on POSIX and
+Windows). On any exception, KeyboardInterrupt included, the temp file is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+TEMP_PREFIX = ".tmp-"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on success rename it to ``path``, else delete it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> int:
+    """Delete temp files left in ``folder`` by a killed writer; return how many were removed."""
+    n = 0
+    for p in Path(folder).glob(TEMP_PREFIX + "*"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            n += 1
+    return n

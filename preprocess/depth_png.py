@@ -1,0 +1,130 @@
+"""16-bit depth PNGs and their sidecar ``depth_meta.json``: the contract between preprocess and training.
+
+The prior for image ``<stem>.<ext>`` is ``<stem>.png`` in the output folder: one channel, uint16,
+the image's width x height (after EXIF orientation). A 16-bit value ``v`` maps back to the model's
+float output ``x = min + v / 65535 * (max - min)``, with ``min``/``max`` recorded per image in
+``depth_meta.json``. ``kind`` says what ``x`` is: ``inverse_depth`` (relative, larger = nearer,
+unknown scale and shift) or ``depth`` (metric, metres). See docs/formats.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from preprocess.atomic_io import atomic_write_bytes, atomic_write_json
+
+META_NAME = "depth_meta.json"
+FORMAT = "s3dgs-depth-png/1"
+VALUE_KINDS = ("inverse_depth", "depth")
+MAX16 = 65535
+
+
+class DepthFileError(ValueError):
+    """A depth PNG or depth_meta.json that cannot be used; the message names the file and the fix."""
+
+
+def quantize(values: np.ndarray, vmin: float | None = None, vmax: float | None = None
+             ) -> tuple[np.ndarray, float, float]:
+    """Map float ``values [H, W]`` linearly to uint16 ``0..65535``.
+
+    ``vmin``/``vmax`` default to the map's own finite min/max (per-image normalisation); pass them to
+    share one range across a sequence. Non-finite values become 0. Returns ``(png, vmin, vmax)``;
+    a constant map gives all zeros with ``vmin == vmax``.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(x)
+    if vmin is None:
+        vmin = float(x[finite].min()) if finite.any() else 0.0
+    if vmax is None:
+        vmax = float(x[finite].max()) if finite.any() else 0.0
+    span = vmax - vmin
+    if span <= 0:
+        return np.zeros(x.shape, np.uint16), float(vmin), float(vmax)
+    q = np.rint((np.where(finite, x, vmin) - vmin) / span * MAX16)
+    return np.clip(q, 0, MAX16).astype(np.uint16), float(vmin), float(vmax)
+
+
+def dequantize(png: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
+    """Inverse of :func:`quantize`: uint16 ``[H, W]`` -> float32 ``[H, W]`` in the model's units."""
+    return (vmin + png.astype(np.float64) / MAX16 * (vmax - vmin)).astype(np.float32)
+
+
+def write_depth_png(path: str | Path, png: np.ndarray) -> None:
+    """Write a uint16 ``[H, W]`` array as a single-channel 16-bit PNG, atomically."""
+    if png.dtype != np.uint16 or png.ndim != 2:
+        raise ValueError(f"depth PNG must be uint16 [H, W], got {png.dtype} {png.shape}")
+    ok, buf = cv2.imencode(".png", png)
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    atomic_write_bytes(path, buf.tobytes())
+
+
+def read_depth_png(path: str | Path) -> np.ndarray:
+    """Read a 16-bit single-channel depth PNG as uint16 ``[H, W]``.
+
+    Raises :class:`DepthFileError` if the file is missing, does not decode, or is not 16-bit
+    single-channel (8-bit or 3-channel maps lose precision: regenerate with preprocess.generate_depth).
+    """
+    path = Path(path)
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise DepthFileError(f"{path}: not a readable PNG; delete it and rerun preprocess.generate_depth")
+    if img.dtype != np.uint16 or img.ndim != 2:
+        raise DepthFileError(
+            f"{path}: expected a 16-bit single-channel PNG, got {img.dtype} with shape {img.shape}; "
+            "regenerate it with python -m preprocess.generate_depth")
+    return img
+
+
+@dataclass
+class DepthMeta:
+    """Contents of ``depth_meta.json``: what the 16-bit values in one folder mean.
+
+    ``images`` maps an image stem to ``{"min": float, "max": float, "width": int, "height": int,
+    "source": file name}``; ``extra`` holds backend details (Space id, input size, quantisation note).
+    """
+
+    backend: str
+    model: str
+    kind: str = "inverse_depth"
+    relative: bool = True
+    units: str | None = None
+    images: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    format: str = FORMAT
+
+    def __post_init__(self) -> None:
+        if self.kind not in VALUE_KINDS:
+            raise DepthFileError(f"{META_NAME}: kind must be one of {VALUE_KINDS}, got {self.kind!r}")
+
+    def to_float(self, stem: str, png: np.ndarray) -> np.ndarray:
+        """Decode image ``stem``'s uint16 map to float32 in the model's units."""
+        try:
+            rec = self.images[stem]
+        except KeyError:
+            raise DepthFileError(f"{META_NAME}: no entry for {stem!r}; rerun preprocess.generate_depth") from None
+        return dequantize(png, rec["min"], rec["max"])
+
+    def save(self, folder: str | Path) -> None:
+        """Write ``folder/depth_meta.json`` atomically."""
+        atomic_write_json(Path(folder) / META_NAME, asdict(self))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "DepthMeta | None":
+        """Read ``folder/depth_meta.json``; ``None`` if there is none."""
+        path = Path(folder) / META_NAME
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+            return cls(**known)
+        except (json.JSONDecodeError, TypeError, KeyError) as e:
+            raise DepthFileError(f"{path}: not a valid depth_meta.json ({e}); delete it and rerun "
+                                 "preprocess.generate_depth") from None

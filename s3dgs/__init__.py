@@ -1,0 +1,1 @@
+"""s3dgs: 3D Gaussian Splatting trained with monocular depth priors."""
