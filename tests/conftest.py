@@ -1,0 +1,31 @@
+"""Fixtures shared by every test area. Area fixtures live in tests/<area>/conftest.py."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def repo_env(tmp_path) -> dict[str, str]:
+    """Environment for subprocess runs of our CLIs: this checkout importable, nothing reaches the internet,
+    temp files kept inside the test's folder."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.update(HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1", GRADIO_ANALYTICS_ENABLED="False",
+               TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    env.pop("HF_TOKEN", None)
+    env.pop("HF_HUB_TOKEN", None)
+    tmp = tmp_path / "_tmp"
+    tmp.mkdir(exist_ok=True)
+    env["TMPDIR"] = str(tmp)
+    return env
+
+
+@pytest.fixture
+def python() -> str:
+    """The interpreter running the tests (the project's virtualenv)."""
+    return sys.executable
