@@ -45,6 +45,13 @@ def missing_weights_message(model: str, error: Exception) -> str:
             "or pass --model /path/to/downloaded/folder")
 
 
+def processor_size(processor: Any) -> dict[str, Any] | None:
+    """The image processor's target size without unset fields, e.g. ``{"height": 518, "width": 518}``."""
+    size = getattr(processor, "size", None)
+    items = size.items() if isinstance(size, dict) else vars(size).items() if size is not None else ()
+    return {k: v for k, v in items if v is not None} or None
+
+
 class TransformersBackend(DepthBackend):
     """Depth Anything V2 through ``AutoModelForDepthEstimation``; ``batch_size`` images per forward pass."""
 
@@ -93,7 +100,7 @@ class TransformersBackend(DepthBackend):
         if self.net is not None:
             cfg = self.net.config
             extra.update(model_type=cfg.model_type, dtype=str(self.dtype).removeprefix("torch."),
-                         input_size=getattr(self.processor, "size", None), upsampling="bicubic")
+                         input_size=processor_size(self.processor), upsampling="bicubic")
             if self.kind == "depth":
                 extra["max_depth"] = getattr(cfg, "max_depth", None)
         return extra
