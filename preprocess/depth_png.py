@@ -81,6 +81,8 @@ def read_depth_png(path: str | Path) -> np.ndarray:
     single-channel (8-bit or 3-channel maps lose precision: regenerate with preprocess.generate_depth).
     """
     path = Path(path)
+    if not path.is_file():
+        raise DepthFileError(f"{path}: missing; run preprocess.generate_depth on its image folder")
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise DepthFileError(f"{path}: not a readable PNG; delete it and rerun preprocess.generate_depth")

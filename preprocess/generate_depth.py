@@ -129,11 +129,13 @@ def is_done(out: Path, image: Path, meta: DepthMeta | None) -> bool:
 
 
 def verify_outputs(out: Path, images: list[Path], num_samples: int) -> VerifyReport:
-    """Check ``num_samples`` evenly spaced outputs: 16-bit, right size, not constant, not all zeros, has meta."""
+    """Check ``num_samples`` evenly spaced outputs of ``images``: 16-bit, right size, not constant, not all zeros,
+    has a meta entry. Images without an output (failed ones) are not sampled."""
     report = VerifyReport()
     meta = DepthMeta.load(out)
+    images = [p for p in images if (out / f"{p.stem}.png").exists()]
     if not images or num_samples < 1:
-        report.problems.append("nothing to verify")
+        report.problems.append(f"{out}: no outputs to verify")
         return report
     step = len(images) / min(num_samples, len(images))
     for image in [images[math.floor(i * step)] for i in range(min(num_samples, len(images)))]:

@@ -84,8 +84,8 @@ class SpaceBackend(DepthBackend):
 
     name = "space"
 
-    def __init__(self, space: str, token: str | None = None, timeout_s: float = 180.0, retries: int = 4,
-                 backoff_s: float = 2.0, connect_timeout_s: float = 120.0) -> None:
+    def __init__(self, space: str, token: str | None = None, timeout_s: float = 180.0, retries: int = 5,
+                 backoff_s: float = 0.5, connect_timeout_s: float = 120.0) -> None:
         super().__init__(space)
         self.token = space_token(space, token)
         self.timeout_s, self.retries, self.backoff_s = timeout_s, retries, backoff_s
