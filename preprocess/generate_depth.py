@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from preprocess.atomic_io import TEMP_PREFIX, remove_stale_temps
-from preprocess.backends import (BACKENDS, DEFAULT_MODEL, DEFAULT_SPACE, BackendError, BackendOptions, RunStopped,
-                                 make_backend)
+from preprocess.backends import (BACKENDS, DEFAULT_MODEL, DEFAULT_SPACE, BackendError, BackendOptions, DepthBackend,
+                                 RunStopped, make_backend)
 from preprocess.depth_png import (META_NAME, DepthFileError, DepthMeta, quantize, read_depth_png, update_meta,
                                   write_depth_png)
 from preprocess.images import (IMAGE_EXTENSIONS, ImageReadError, InputError, check_unique_stems, list_images,
@@ -83,14 +83,16 @@ class Summary:
         return out
 
 
-def prepare_output_dir(output_dir: str | Path, images_dir: Path) -> Path:
-    """Create ``output_dir`` if needed and check it can be written; raise :class:`InputError` otherwise."""
+def prepare_output_dir(output_dir: str | Path, images_dir: Path) -> tuple[Path, bool]:
+    """Create ``output_dir`` if needed and check it can be written; raise :class:`InputError` otherwise.
+    Returns ``(folder, created)``."""
     out = Path(output_dir)
     if out.resolve() == images_dir.resolve():
         raise InputError(f"{out}: output folder is the input folder (outputs would overwrite .png inputs); "
                          "choose another output folder")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder; choose another output folder")
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=out)
@@ -99,7 +101,7 @@ def prepare_output_dir(output_dir: str | Path, images_dir: Path) -> Path:
     except OSError as e:
         raise InputError(f"{out}: output folder is not writable ({e.strerror or e}); "
                          "choose a folder you can write to") from None
-    return out
+    return out, created
 
 
 def remove_old_temps(folder: Path, min_age_s: float) -> None:
@@ -174,8 +176,6 @@ def generate_depth(images_dir: str | Path, output_dir: str | Path, *, backend: s
     :class:`DepthFileError` (output folder holds another model's priors). Per-image failures, a stopped
     run and verification problems are reported in the returned :class:`Summary` (``summary.ok``).
     """
-    from tqdm import tqdm
-
     start = time.perf_counter()
     images_dir = Path(images_dir)
     images = list_images(images_dir)
@@ -186,8 +186,26 @@ def generate_depth(images_dir: str | Path, output_dir: str | Path, *, backend: s
     if runner.normalization == "per_sequence" and n > 1:
         raise InputError(f"--shard {shard}: the {backend} backend treats the folder as one sequence; run one job")
     mine = select_shard(images, (k, n))
-    out = prepare_output_dir(output_dir, images_dir)
-    remove_old_temps(out, 0 if n == 1 else SHARD_TEMP_AGE_S)
+    out, created = prepare_output_dir(output_dir, images_dir)
+    try:
+        summary = _run(runner, mine, out, overwrite, sharded=n > 1, quiet=quiet)
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # a run that failed before writing anything leaves no empty folder behind
+        raise
+    summary.seconds = time.perf_counter() - start
+    if verify:
+        summary.verify = verify_outputs(out, mine, num_samples)
+    if not quiet:
+        print("\n".join(summary.lines()))
+    return summary
+
+
+def _run(runner: DepthBackend, mine: list[Path], out: Path, overwrite: bool, sharded: bool, quiet: bool) -> Summary:
+    """Skip finished images, run the backend on the rest, write PNGs and merge depth_meta.json entries."""
+    from tqdm import tqdm
+
+    remove_old_temps(out, SHARD_TEMP_AGE_S if sharded else 0)
     summary = Summary(output_dir=out, total=len(mine))
 
     existing = DepthMeta.load(out)
@@ -232,11 +250,6 @@ def generate_depth(images_dir: str | Path, output_dir: str | Path, *, backend: s
                     update_meta(out, header, entries)
                 summary.model_calls = runner.calls
                 summary.predict_seconds = time.monotonic() - loop_start
-    summary.seconds = time.perf_counter() - start
-    if verify:
-        summary.verify = verify_outputs(out, mine, num_samples)
-    if not quiet:
-        print("\n".join(summary.lines()))
     return summary
 
 

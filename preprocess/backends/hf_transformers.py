@@ -40,7 +40,8 @@ def missing_weights_message(model: str, error: Exception) -> str:
     if Path(model).expanduser().exists():
         return (f"{model}: not a loadable depth-estimation model folder ({error.__class__.__name__}); pass a folder "
                 "written by save_pretrained (config.json, weights, preprocessor_config.json) or a Hugging Face id")
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
+    text = str(error).strip()
+    reason = text.splitlines()[0].split(". ")[0] if text else error.__class__.__name__
     return (f"cannot load depth model {model!r} ({reason[:160]}); with internet run once: {download_hint(model)}, "
             "or pass --model /path/to/downloaded/folder")
 
