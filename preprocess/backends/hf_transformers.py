@@ -17,6 +17,7 @@ import numpy as np
 
 from preprocess.backends import BackendError, BackendOptions, DepthBackend, DepthResult
 from preprocess.images import ImageReadError, load_rgb
+from preprocess.weights import download_hint, hf_token
 
 
 def resolve_device(device: str):
@@ -35,8 +36,6 @@ def resolve_device(device: str):
 
 def missing_weights_message(model: str, error: Exception) -> str:
     """One line saying why ``model`` did not load and how to get it."""
-    from preprocess.weights import download_hint
-
     if Path(model).expanduser().exists():
         return (f"{model}: not a loadable depth-estimation model folder ({error.__class__.__name__}); pass a folder "
                 "written by save_pretrained (config.json, weights, preprocessor_config.json) or a Hugging Face id")
@@ -70,7 +69,7 @@ class TransformersBackend(DepthBackend):
 
     @classmethod
     def from_options(cls, options: BackendOptions) -> "TransformersBackend":
-        return cls(options.model, options.device, options.batch_size, options.hf_token)
+        return cls(options.model, options.device, options.batch_size, options.hf_token or hf_token())
 
     def open(self) -> None:
         import torch

@@ -24,6 +24,18 @@ def cli(python, env, *args, timeout=120):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def start_space_run(python, env, src, out, url, *extra, **popen) -> subprocess.Popen:
+    """The CLI on the Space backend as a background process."""
+    return subprocess.Popen([python, "-m", "preprocess.generate_depth", src, out, "--backend", "space", "--space",
+                             url, "--quiet", *extra], env=env, **popen)
+
+
+def make_images(src, names, seed):
+    src.mkdir()
+    for i, name in enumerate(names):
+        write_rgb(src / name, seed=seed + i)
+
+
 def assert_all_valid(src, out, names):
     meta = DepthMeta.load(out)
     for name in names:
@@ -45,13 +57,9 @@ def n_entries(out) -> int:
 
 def test_sigkill_mid_run_then_rerun_finishes(tmp_path, fake_space_url, repo_env, python):
     src, out = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
     names = [f"frame_{i:07d}.png" for i in range(32)]
-    for i, name in enumerate(names):
-        write_rgb(src / name, seed=100 + i)
-    proc = subprocess.Popen([python, "-m", "preprocess.generate_depth", src, out, "--backend", "space", "--space",
-                             fake_space_url, "--quiet"], env=repo_env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    make_images(src, names, seed=100)
+    proc = start_space_run(python, repo_env, src, out, fake_space_url, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 90
     while n_entries(out) < 1 and proc.poll() is None and time.monotonic() < deadline:  # first meta flush (2 s)
         time.sleep(0.02)
@@ -74,13 +82,10 @@ def test_sigkill_mid_run_then_rerun_finishes(tmp_path, fake_space_url, repo_env,
 
 def test_shards_share_one_folder(tmp_path, fake_space_url, repo_env, python):
     src, out = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
     names = [f"img{i:02d}.jpg" for i in range(6)]
-    for i, name in enumerate(names):
-        write_rgb(src / name, seed=200 + i)
-    procs = [subprocess.Popen([python, "-m", "preprocess.generate_depth", src, out, "--backend", "space", "--space",
-                               fake_space_url, "--shard", f"{k}/3", "--quiet"], env=repo_env,
-                              stderr=subprocess.PIPE, text=True) for k in (1, 2, 3)]
+    make_images(src, names, seed=200)
+    procs = [start_space_run(python, repo_env, src, out, fake_space_url, "--shard", f"{k}/3", stderr=subprocess.PIPE,
+                             text=True) for k in (1, 2, 3)]
     for p in procs:
         assert p.wait(timeout=120) == 0, p.stderr.read()
     assert_all_valid(src, out, names)
