@@ -106,12 +106,12 @@ class TransformersBackend(DepthBackend):
         hf_logging.set_verbosity_error()  # no "falling back to the PIL processor" banner
         try:
             self.processor = AutoImageProcessor.from_pretrained(self.model, token=self.token)
-            self.net = AutoModelForDepthEstimation.from_pretrained(self.model, token=self.token, dtype=self.dtype)
+            self.net = AutoModelForDepthEstimation.from_pretrained(self.model, token=self.token)
         except (OSError, ValueError) as e:
             raise BackendError(missing_weights_message(self.model, e)) from None
         finally:
             hf_logging.set_verbosity(verbosity)
-        self.net.to(self.device).eval()
+        self.net.to(self.device, self.dtype).eval()
         fold_layer_scales(self.net)
         if self.device.type == "cpu":
             self.net.to(memory_format=torch.channels_last)  # oneDNN convolutions of the DPT head run faster

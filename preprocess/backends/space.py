@@ -256,7 +256,8 @@ class SpaceBackend(DepthBackend):
             return None
         response = httpx.get(item["url"], headers=self.client.headers, cookies=self.client.cookies,
                              follow_redirects=True, timeout=60.0)
-        response.raise_for_status()
+        if response.is_error:  # the file is gone or refused: let the caller fall back (network errors raise)
+            return None
         return decode_png16(response.content)
 
 
