@@ -233,6 +233,8 @@ def _run(runner: DepthBackend, mine: list[Path], out: Path, overwrite: bool, sha
                         summary.failed[result.path.name] = result.error
                         bar.write(f"warning: {result.error}", file=sys.stderr)
                         continue
+                    if "warning" in result.info:
+                        bar.write(f"warning: {result.path}: {result.info['warning']}", file=sys.stderr)
                     vmin, vmax = result.value_range or (None, None)
                     png, lo, hi = quantize(result.depth, vmin, vmax)
                     write_depth_png(out / f"{result.path.stem}.png", png)

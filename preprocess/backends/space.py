@@ -92,7 +92,6 @@ class SpaceBackend(DepthBackend):
         self.connect_timeout_s = connect_timeout_s
         self.client: Any = None
         self.tmp: Path | None = None
-        self.warnings: list[str] = []
 
     @classmethod
     def from_options(cls, options: BackendOptions) -> "SpaceBackend":
@@ -239,7 +238,6 @@ class SpaceBackend(DepthBackend):
                 raise _ImageFailed(f"{path}: the Space returned no readable depth PNG", transient=False)
             info["output"] = "gray8"
             info["warning"] = "16-bit raw output missing; used the 8-bit per-image-normalised map"
-            self.warnings.append(f"{path.name}: {info['warning']}")
         depth = raw.astype(np.float32)
         if depth.shape != size:
             info["resized_from"] = [depth.shape[1], depth.shape[0]]

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from depth_test_images import write_rgb
-from fake_depth_space import CYAN, MAGENTA, YELLOW, fake_disparity
+from fake_depth_space import BLUE, CYAN, MAGENTA, YELLOW, fake_disparity
 from preprocess import generate_depth
 from preprocess.atomic_io import TEMP_PREFIX
 from preprocess.backends import BackendError
@@ -121,3 +121,17 @@ def test_test_depth_api_cli(fake_space_url, repo_env, python):
     r = subprocess.run([python, "-m", "preprocess.test_depth_api", "--space", "http://127.0.0.1:9/"], env=repo_env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and r.stderr.startswith("error: cannot reach Space")
+
+
+def test_falls_back_to_gray_with_a_warning(tmp_path, fake_space_url, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    write_rgb(src / "g.png", seed=11, corner=BLUE)
+    summary = generate_depth(src, tmp_path / "out", backend="space", space=fake_space_url, quiet=True)
+    assert summary.ok
+    assert "g.png: 16-bit raw output missing; used the 8-bit per-image-normalised map" in capsys.readouterr().err
+    rec = DepthMeta.load(tmp_path / "out").images["g"]
+    depth = fake_disparity(load_rgb(src / "g.png"))
+    gray = ((depth - depth.min()) / (depth.max() - depth.min()) * 255.0).astype(np.uint8)   # the Space's recipe
+    assert (rec["output"], rec["min"], rec["max"]) == ("gray8", gray.min(), gray.max())
+    np.testing.assert_array_equal(read_depth_png(tmp_path / "out" / "g.png"), quantize(gray.astype(np.float32))[0])
