@@ -175,6 +175,7 @@ def generate_depth(images_dir: str | Path, output_dir: str | Path, *, backend: s
     Raises :class:`InputError` (bad folder/shard), :class:`BackendError` (backend cannot run) or
     :class:`DepthFileError` (output folder holds another model's priors). Per-image failures, a stopped
     run and verification problems are reported in the returned :class:`Summary` (``summary.ok``).
+    Shows a progress bar and prints the summary unless ``quiet``; per-image warnings always go to stderr.
     """
     start = time.perf_counter()
     images_dir = Path(images_dir)
