@@ -111,8 +111,8 @@ class TransformersBackend(DepthBackend):
             raise BackendError(missing_weights_message(self.model, e)) from None
         finally:
             hf_logging.set_verbosity(verbosity)
+        fold_layer_scales(self.net)  # in the checkpoint's precision, before any fp16 cast
         self.net.to(self.device, self.dtype).eval()
-        fold_layer_scales(self.net)
         if self.device.type == "cpu":
             self.net.to(memory_format=torch.channels_last)  # oneDNN convolutions of the DPT head run faster
         if getattr(self.net.config, "depth_estimation_type", "relative") == "metric":
