@@ -129,7 +129,8 @@ def main() -> None:
             return len(results)
 
         print(f"model: Depth Anything V2 Small architecture, {flops / 1e9:.1f} GFLOP/image at {args.size}x{args.size} "
-              f"incl. attention ({flops_seen_with_sdpa / 1e9:.1f} without the attention matmuls), batch {args.batch_size}")
+              f"incl. attention ({flops_seen_with_sdpa / 1e9:.1f} without the attention matmuls), "
+              f"batch {args.batch_size}")
         for label, n_threads, clock in (("wall", threads, time.perf_counter), ("cpu", 1, time.process_time)):
             torch.set_num_threads(n_threads)
             rate = matmul_gflops(clock)

@@ -161,7 +161,8 @@ def verify_outputs(out: Path, images: list[Path], num_samples: int) -> VerifyRep
         report.lines.append(f"  {path.name}: {png.shape[1]}x{png.shape[0]} uint16, values {png.min()}..{png.max()} "
                             f"mean {png.mean():.0f}, {len(set(png.ravel().tolist()))} levels, "
                             f"{meta.kind if meta else '?'} {rec.get('min', float('nan')):.4g}.."
-                            f"{rec.get('max', float('nan')):.4g}" + (f"  PROBLEM: {'; '.join(problems)}" if problems else ""))
+                            f"{rec.get('max', float('nan')):.4g}"
+                            + (f"  PROBLEM: {'; '.join(problems)}" if problems else ""))
         report.problems += [f"{path}: {p}" for p in problems]
     return report
 
@@ -212,7 +213,8 @@ def _run(runner: DepthBackend, mine: list[Path], out: Path, overwrite: bool, sha
     existing = DepthMeta.load(out)
     if existing is not None and (existing.backend, existing.model) != (runner.name, runner.model) and not overwrite:
         raise DepthFileError(f"{out / META_NAME}: holds {existing.backend} priors from {existing.model}, this run "
-                             f"makes {runner.name} priors from {runner.model}; use another output folder or --overwrite")
+                             f"makes {runner.name} priors from {runner.model}; use another output folder or "
+                             "--overwrite")
     pending = list(mine) if overwrite else [p for p in mine if not is_done(out, p, existing)]
     if runner.normalization == "per_sequence" and pending:
         pending = list(mine)
