@@ -135,3 +135,30 @@ def test_falls_back_to_gray_with_a_warning(tmp_path, fake_space_url, capsys):
     gray = ((depth - depth.min()) / (depth.max() - depth.min()) * 255.0).astype(np.uint8)   # the Space's recipe
     assert (rec["output"], rec["min"], rec["max"]) == ("gray8", gray.min(), gray.max())
     np.testing.assert_array_equal(read_depth_png(tmp_path / "out" / "g.png"), quantize(gray.astype(np.float32))[0])
+
+
+def test_silent_server_fails_fast_instead_of_hanging():
+    """A Space that accepts connections but never answers (building, asleep) hits the connection deadline."""
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/"
+        with pytest.raises(BackendError, match=r"did not answer within 1 s \(building or waking up\?\)"):
+            SpaceBackend(url, connect_timeout_s=1).open()
+
+
+def test_which_errors_are_retried():
+    import concurrent.futures
+
+    import httpx
+    from gradio_client.exceptions import AppError
+    from gradio_client.utils import QueueError, TooManyRequestsError
+
+    from preprocess.backends.space import is_transient
+
+    retried = [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), concurrent.futures.CancelledError(),
+               TimeoutError(), QueueError("Queue is full!"), TooManyRequestsError("429"), KeyError("unexpected_error")]
+    assert all(is_transient(e) for e in retried)
+    assert not any(is_transient(e) for e in (AppError("boom"), ValueError("api"), KeyError("other"), OSError(28)))
