@@ -14,7 +14,7 @@ from fake_depth_space import fake_disparity
 from preprocess import generate_depth
 from preprocess.atomic_io import TEMP_PREFIX
 from preprocess.depth_png import DepthMeta, quantize, read_depth_png
-from preprocess.images import load_rgb
+from preprocess.images import InputError, load_rgb
 
 UNREACHABLE = "http://127.0.0.1:9/"
 
@@ -157,3 +157,14 @@ def test_ctrl_c_keeps_finished_work(tmp_path, fake_space_url, repo_env, python):
     assert 2 <= len(written) < len(names)
     assert sorted(DepthMeta.load(out).images) == written           # entries flushed on the way out
     assert not list(out.glob(TEMP_PREFIX + "*"))
+
+
+def test_function_and_module_share_one_name():
+    import importlib
+
+    import preprocess
+
+    module = importlib.import_module("preprocess.generate_depth")
+    assert preprocess.generate_depth is module and callable(module) and callable(module.main)
+    with pytest.raises(InputError, match="does not exist"):
+        preprocess.generate_depth("/nonexistent/images", "/nonexistent/out")   # the call reaches the function
