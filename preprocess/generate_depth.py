@@ -99,6 +99,8 @@ def prepare_output_dir(output_dir: str | Path, images_dir: Path) -> tuple[Path, 
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
+        if created and out.is_dir():
+            out.rmdir()
         raise InputError(f"{out}: output folder is not writable ({e.strerror or e}); "
                          "choose a folder you can write to") from None
     return out, created
