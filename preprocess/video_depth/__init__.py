@@ -1,0 +1,8 @@
+"""Video Depth Anything: our implementation of the model, batch and streaming inference."""
+
+from preprocess.video_depth.inference import infer_video_depth
+from preprocess.video_depth.model import CheckpointError, VideoDepthAnything, build_model, checkpoint_filename
+from preprocess.video_depth.streaming import VideoDepthStream, stream_video_depth
+
+__all__ = ["CheckpointError", "VideoDepthAnything", "VideoDepthStream", "build_model", "checkpoint_filename",
+           "infer_video_depth", "stream_video_depth"]
