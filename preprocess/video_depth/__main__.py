@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from tqdm import tqdm
 
 from preprocess.video_depth.run import ENCODERS, run_video_depth_anything
+
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,22 +48,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
-    bar = tqdm(total=100, unit="%", desc="video depth", bar_format="{l_bar}{bar}| {n}/{total}% [{elapsed}<{remaining}]")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own messages would bury ours
+    bars: list[tqdm] = []
 
     def progress(percent: int) -> None:
-        bar.update(max(percent - bar.n, 0))
+        if not bars:
+            bars.append(tqdm(total=100, desc="video depth", bar_format=BAR_FORMAT))
+        bars[0].update(max(percent - bars[0].n, 0))
 
     try:
         result = run_video_depth_anything(progress_callback=progress, **args)
     except KeyboardInterrupt:
-        bar.close()
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        print("\ninterrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     except (OSError, ValueError, RuntimeError) as e:
-        bar.close()
+        for bar in bars:
+            bar.close()
         print(f"error: {e}", file=sys.stderr)
         return 1
-    bar.close()
+    for bar in bars:
+        bar.close()
     for key, paths in result.items():
         if key != "output_dir":
             print(f"{key}: {paths[0]}" + (f" (+{len(paths) - 1} more)" if len(paths) > 1 else ""))

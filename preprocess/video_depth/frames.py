@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 
 DEFAULT_FPS = 30.0
+_NO_FRAMES = ("{path}: no frame could be decoded (empty or damaged video); check it plays, or re-encode it "
+              "with ffmpeg -i IN -c:v libx264 OUT.mp4")
 
 
 class VideoReadError(ValueError):
@@ -63,7 +65,7 @@ class Sampling:
 
 
 def probe_video(path: str | Path) -> VideoInfo:
-    """Open ``path`` and read its size, rate and frame count without decoding frames."""
+    """Open ``path``, read its size, rate and frame count, and check that its first frame decodes."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"Video '{path}' does not exist; check the path.")
@@ -78,6 +80,8 @@ def probe_video(path: str | Path) -> VideoInfo:
                          height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
                          fps=fps if math.isfinite(fps) and fps > 0 else 0.0,
                          frame_count=count if count > 0 else -1)
+        if not cap.read()[0]:
+            raise VideoReadError(_NO_FRAMES.format(path=path))
     finally:
         cap.release()
     if info.width <= 0 or info.height <= 0:
@@ -130,5 +134,4 @@ def iter_sampled_frames(info: VideoInfo, sampling: Sampling) -> Iterator[tuple[i
     finally:
         cap.release()
     if taken == 0:
-        raise VideoReadError(f"{info.path}: no frame could be decoded (empty or damaged video); "
-                             "check it plays, or re-encode it with ffmpeg -i IN -c:v libx264 OUT.mp4")
+        raise VideoReadError(_NO_FRAMES.format(path=info.path))

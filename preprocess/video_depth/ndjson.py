@@ -111,18 +111,27 @@ def repair_tail(path: str | Path) -> bool:
 
 
 class RecordAppender:
-    """Append records to an ndjson file, one durable ``write`` per record."""
+    """Append records to an ndjson file, one durable ``write`` per record; the file is opened (created)
+    at the first record."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd: int | None = None
+
+    @property
+    def opened(self) -> bool:
+        return self._fd is not None
 
     def append(self, record: dict[str, Any]) -> None:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.write(self._fd, (json.dumps(record) + "\n").encode())
         os.fsync(self._fd)
 
     def close(self) -> None:
-        os.close(self._fd)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> "RecordAppender":
         return self

@@ -130,6 +130,8 @@ def run_video_depth_anything(
                             as_depth=point_clouds_as_depth and not metric)
         if save_npz:
             rawfiles.write_part(paths.npz, f.seq, depth)
+        if not appender.opened:  # the first new record: say what the folder's records are made with
+            save_state(out, settings, state.get("point_clouds"))
         appender.append(ndjson.depth_record(
             depth, frame_index=f.index, video_name=info.path.name, kind=kind, units=units, model=model_name,
             timestamp_sec=f.index / info.fps if info.fps > 0 else None))
@@ -184,6 +186,7 @@ def _prepare_folder(paths: _OutputPaths, settings: dict[str, Any], pc_settings: 
     state = load_state(paths.out)
     if overwrite:
         paths.ndjson.unlink(missing_ok=True)
+        paths.npz.unlink(missing_ok=True)
         shutil.rmtree(rawfiles.parts_dir(paths.npz), ignore_errors=True)
         for folder in (paths.exr_dir, paths.csv_dir):
             shutil.rmtree(folder, ignore_errors=True)
@@ -195,7 +198,6 @@ def _prepare_folder(paths: _OutputPaths, settings: dict[str, Any], pc_settings: 
         shutil.rmtree(paths.csv_dir)  # made with other intrinsics/options: redo them all
     if save_npz and paths.npz.exists() and not rawfiles.parts_dir(paths.npz).is_dir():
         rawfiles.unpack_npz(paths.npz)  # its frames count as done; the NPZ is rebuilt at the end
-    save_state(paths.out, settings, state.get("point_clouds"))
     return state
 
 
