@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -19,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Video Depth Anything on a video, writing Annolid's depth files (depth.ndjson and, on "
                     "request, the vis mp4, depth PNGs, NPZ, EXR, point-cloud CSVs). Rerun to resume.")
     p.add_argument("input_video", metavar="VIDEO")
-    p.add_argument("output_dir", metavar="OUTPUT_DIR")
+    p.add_argument("output_dir", metavar="OUTPUT_DIR", nargs="?", default=None,
+                   help="default: the video's path without its suffix, where Annolid's GUI looks (videos/mice/)")
     p.add_argument("--encoder", choices=ENCODERS, default="vits")
     p.add_argument("--input-size", "--input_size", type=int, default=518, help="network input short side")
     p.add_argument("--max-res", "--max_res", type=int, default=1280, help="shrink frames whose longer side exceeds this")
@@ -48,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
+    if args["output_dir"] is None:
+        args["output_dir"] = str(Path(args["input_video"]).expanduser().with_suffix(""))
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own messages would bury ours
     bars: list[tqdm] = []
 

@@ -65,7 +65,8 @@ class Sampling:
 
 
 def probe_video(path: str | Path) -> VideoInfo:
-    """Open ``path``, read its size, rate and frame count, and check that its first frame decodes."""
+    """Open ``path``, read its rate and frame count, and decode its first frame for the size (as shown,
+    i.e. after the container's rotation, which OpenCV applies)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"Video '{path}' does not exist; check the path.")
@@ -76,18 +77,13 @@ def probe_video(path: str | Path) -> VideoInfo:
                                  "re-encode it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4")
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or -1)
-        info = VideoInfo(path=path, width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
-                         height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-                         fps=fps if math.isfinite(fps) and fps > 0 else 0.0,
-                         frame_count=count if count > 0 else -1)
-        if not cap.read()[0]:
+        ok, first = cap.read()
+        if not ok or first is None:
             raise VideoReadError(_NO_FRAMES.format(path=path))
     finally:
         cap.release()
-    if info.width <= 0 or info.height <= 0:
-        raise VideoReadError(f"{path}: the video has no picture stream (width x height "
-                             f"{info.width} x {info.height}); use a file with a video track")
-    return info
+    return VideoInfo(path=path, width=first.shape[1], height=first.shape[0],
+                     fps=fps if math.isfinite(fps) and fps > 0 else 0.0, frame_count=count if count > 0 else -1)
 
 
 def processed_size(width: int, height: int, max_res: int) -> tuple[int, int]:

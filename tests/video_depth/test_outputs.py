@@ -197,3 +197,21 @@ def test_region_labels_from_frame_json_and_store(tmp_path):
     lab5 = labeler.labels(5, 10, 8)
     assert lab5[5, 7] == "nest" and lab5[0, 0] is None       # last store record for the frame
     assert labeler.labels(4, 10, 8) is None
+
+
+def test_sampling_rule():
+    from pathlib import Path
+
+    from preprocess.video_depth.frames import VideoInfo, plan_sampling, processed_size
+
+    info = VideoInfo(Path("v.mp4"), 1000, 750, fps=30.0, frame_count=100)
+    s = plan_sampling(info, target_fps=12, max_len=-1, max_res=900)
+    assert (s.stride, s.size, s.fps) == (2, (900, 675), 15.0)        # round(2.5) = 2; floor size may be odd
+    assert list(s.positions(info.frame_count))[:3] == [0, 2, 4] and len(s.positions(100)) == 50
+    s = plan_sampling(info, target_fps=7, max_len=5)
+    assert (s.stride, list(s.positions(100))) == (4, [0, 4, 8, 12, 16])
+    assert s.expected_count(100) == 5 and s.expected_count(-1) is None
+    assert plan_sampling(info).stride == 1 and plan_sampling(info).size == (1000, 750)
+    unknown = VideoInfo(Path("v.mp4"), 640, 480, fps=0.0, frame_count=-1)
+    assert plan_sampling(unknown).src_fps == 30.0 and plan_sampling(unknown, target_fps=5).stride == 1
+    assert processed_size(3000, 2, 1280) == (1280, 1)

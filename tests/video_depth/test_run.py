@@ -14,9 +14,8 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from preprocess.video_depth import build_model, infer_video_depth, stream_video_depth
+from preprocess.video_depth import build_model, infer_video_depth, run_video_depth_anything, stream_video_depth
 from preprocess.video_depth.ndjson import decode_depth
-from preprocess.video_depth.run import run_video_depth_anything
 from preprocess.video_depth.state import OutputFolderError
 from preprocess.video_depth.testing import synthetic_clip
 
