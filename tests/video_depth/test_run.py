@@ -8,6 +8,7 @@ import csv
 import inspect
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import imageio_ffmpeg
@@ -91,7 +92,7 @@ def test_returned_paths(full_run):
     assert result["exr"] == [str(out / "mice_depths_exr")]
     assert result["point_cloud_csv"] == [str(out / "point_clouds" / f"point_{i:04d}.csv") for i in range(5)]
     for key, paths in result.items():
-        assert all(__import__("os").path.exists(p) for p in paths), key
+        assert all(Path(p).exists() for p in paths), key
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temp or parts left behind
 
 
