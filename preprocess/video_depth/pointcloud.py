@@ -42,22 +42,25 @@ def write_point_csv(path: str | Path, value: np.ndarray, rgb: np.ndarray | None,
         keep = z > 0
         z = np.divide(1.0, z, out=np.zeros_like(z), where=keep)
     x, y = back_project(z, fx, fy)
-    cols: list[list] = [x[keep].tolist(), y[keep].tolist(), z[keep].tolist(), z[keep].tolist()]
+    columns: list[np.ndarray] = [x[keep], y[keep], z[keep], z[keep]]
     header, fmt = ["x", "y", "z", "intensity"], ["%.6f"] * 4
     if labels is not None:
         header.append("region")
         fmt.append("%s")
-        cols.append([_csv_cell(s) for s in labels[keep].tolist()])
+        columns.append(labels[keep])
     if rgb is not None:
         header += ["red", "green", "blue"]
         fmt += ["%d"] * 3
-        cols += [c.tolist() for c in rgb.reshape(-1, 3)[keep.ravel()].astype(np.int64).T]
+        columns += list(rgb[keep].astype(np.int64).T)
     line = ",".join(fmt) + "\n"
-    rows = list(zip(*cols))
+    region = 4 if labels is not None else -1
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         f.write(",".join(header) + "\n")
-        for i in range(0, len(rows), ROWS_PER_CHUNK):
-            f.write("".join(line % r for r in rows[i:i + ROWS_PER_CHUNK]))
+        for i in range(0, len(columns[0]), ROWS_PER_CHUNK):
+            chunk = [c[i:i + ROWS_PER_CHUNK].tolist() for c in columns]
+            if region >= 0:
+                chunk[region] = [_csv_cell(s) for s in chunk[region]]
+            f.write("".join(line % row for row in zip(*chunk)))
 
 
 def _csv_cell(label: str | None) -> str:
