@@ -18,7 +18,7 @@ import base64
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import cv2
 import numpy as np

@@ -22,7 +22,7 @@ import numpy as np
 
 from preprocess.atomic_io import atomic_path, atomic_write_bytes, remove_stale_temps
 from preprocess.video_depth import ndjson, rawfiles
-from preprocess.video_depth.frames import Sampling, VideoInfo, iter_sampled_frames, plan_sampling, probe_video
+from preprocess.video_depth.frames import Sampling, iter_sampled_frames, plan_sampling, probe_video
 from preprocess.video_depth.pointcloud import write_point_csv
 from preprocess.video_depth.regions import RegionLabeler, annotation_dir
 from preprocess.video_depth.state import check_resumable, load_state, save_state
@@ -100,6 +100,7 @@ def run_video_depth_anything(
     pc_settings = ({"fx": float(focal_length_x), "fy": float(focal_length_y), "as_depth": bool(point_clouds_as_depth),
                     "regions": bool(include_region_labels)} if save_point_clouds else None)
     state = _prepare_folder(paths, settings, pc_settings, overwrite, save_npz)
+    pc_state = pc_settings if save_point_clouds else state.get("point_clouds")  # CSVs on disk are made so
 
     labeler = None
     if save_point_clouds and include_region_labels:
@@ -131,7 +132,7 @@ def run_video_depth_anything(
         if save_npz:
             rawfiles.write_part(paths.npz, f.seq, depth)
         if not appender.opened:  # the first new record: say what the folder's records are made with
-            save_state(out, settings, state.get("point_clouds"))
+            save_state(out, settings, pc_state)
         appender.append(ndjson.depth_record(
             depth, frame_index=f.index, video_name=info.path.name, kind=kind, units=units, model=model_name,
             timestamp_sec=f.index / info.fps if info.fps > 0 else None))
@@ -148,8 +149,8 @@ def run_video_depth_anything(
         progress_callback(100)
 
     ndjson.compact(paths.ndjson)
-    save_state(out, settings, pc_settings if save_point_clouds else state.get("point_clouds"))
-    return _finish(paths, info, sampling, n_frames, computed, grayscale, save_depth_video, save_depth_frames,
+    save_state(out, settings, pc_state)
+    return _finish(paths, sampling, n_frames, computed, grayscale, save_depth_video, save_depth_frames,
                    save_npz, save_exr, save_point_clouds)
 
 
@@ -315,7 +316,7 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _finish(paths: _OutputPaths, info: VideoInfo, sampling: Sampling, n_frames: int, computed: int,
+def _finish(paths: _OutputPaths, sampling: Sampling, n_frames: int, computed: int,
             grayscale: bool, save_depth_video: bool, save_depth_frames: bool, save_npz: bool, save_exr: bool,
             save_point_clouds: bool) -> dict[str, list[str]]:
     """Second pass: outputs that need the whole run (vis mp4, depth_frames, NPZ); the returned dict."""

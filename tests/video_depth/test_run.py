@@ -56,14 +56,20 @@ def full_run(tmp_path_factory, tiny_vda_checkpoint):
     root = tmp_path_factory.mktemp("full")
     video = root / "mice.mp4"
     frames = write_video(video)
-    progress, previews = [], []
+    progress, previews, records_written = [], [], []
+
+    def on_progress(percent):
+        progress.append(percent)
+        ndjson_path = root / "out" / "depth.ndjson"
+        records_written.append(len(ndjson_path.read_text().splitlines()) if ndjson_path.exists() else 0)
+
     result = run_video_depth_anything(
         str(video), str(root / "out"), input_size=INPUT_SIZE, max_len=5, target_fps=5,
         checkpoint_root=str(tiny_vda_checkpoint.parent), save_npz=True, save_exr=True, save_depth_video=True,
-        save_depth_frames=True, save_point_clouds=True, progress_callback=progress.append,
+        save_depth_frames=True, save_point_clouds=True, progress_callback=on_progress,
         preview_callback=previews.append, focal_length_x=100.0, focal_length_y=120.0)
     return {"root": root, "out": root / "out", "frames": frames, "result": result, "progress": progress,
-            "previews": previews}
+            "previews": previews, "records_written": records_written}
 
 
 def test_signature_is_annolids():
@@ -161,6 +167,7 @@ def test_vis_mp4_plays_at_padded_size(full_run):
 def test_callbacks(full_run):
     assert full_run["progress"][-1] == 100 and full_run["progress"] == sorted(full_run["progress"])
     assert full_run["progress"][:5] == [20, 40, 60, 80, 100]
+    assert full_run["records_written"][:5] == [1, 2, 3, 4, 5]   # each frame is on disk before the next is read
     previews = full_run["previews"]
     assert [p["frame_index"] for p in previews] == [0, 2, 4, 6, 8]
     assert previews[0]["overlay"].shape == (H, W, 3) and previews[0]["overlay"].dtype == np.uint8
@@ -241,3 +248,19 @@ def test_region_labels_in_point_clouds(tmp_path, tiny_vda_checkpoint):
     assert second[0] == ["x", "y", "z", "intensity", "region", "red", "green", "blue"]
     regions = np.array([row[4] for row in second[1:]]).reshape(H, W)
     assert (regions[:10, :10] == "nest").all() and (regions[11:, :] == "").all() and (regions[:, 11:] == "").all()
+
+
+def test_metric_model_records_metres(tmp_path, tiny_vda_checkpoint):
+    video = tmp_path / "clip.mp4"
+    write_video(video, n=2)
+    root = tmp_path / "ckpt"
+    root.mkdir()
+    shutil.copy(tiny_vda_checkpoint, root / "metric_video_depth_anything_vits.pth")  # same architecture and keys
+    result = run_video_depth_anything(str(video), str(tmp_path / "out"), input_size=INPUT_SIZE, metric=True,
+                                      checkpoint_root=str(root), save_point_clouds=True, point_clouds_as_depth=True)
+    dm = read_lines(tmp_path / "out" / "depth.ndjson")[0]["otherData"]["depth_map"]
+    assert (dm["kind"], dm["units"], dm["model"]) == ("depth", "m", "metric_video_depth_anything_vits")
+    table = np.loadtxt(result["point_cloud_csv"][0], delimiter=",", skiprows=1)
+    assert table.shape == (W * H, 7)                                    # metric: z is the value, never inverted
+    np.testing.assert_allclose(table[:, 2], decode_depth({"otherData": {"depth_map": dm}}).ravel(),
+                               atol=float(dm["scale"]["max"] - dm["scale"]["min"]) / 65535 + 1e-6)
