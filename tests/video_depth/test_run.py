@@ -217,6 +217,12 @@ def test_rerun_resumes_without_duplicates(tmp_path, tiny_vda_checkpoint, model):
     # other depth settings: refused with the fix named, unless overwrite
     with pytest.raises(OutputFolderError, match="input_size.*overwrite=True"):
         run_video_depth_anything(str(video), str(out), **{**kwargs, "input_size": 42})
+    assert (out / "depth.ndjson").read_bytes() == before
+    shutil.copy(tiny_vda_checkpoint, ckpt_root)
+    run_video_depth_anything(str(video), str(out), **{**kwargs, "input_size": 42, "max_len": 1}, overwrite=True)
+    assert [r["frame_index"] for r in read_lines(out / "depth.ndjson")] == [0]
+    assert sorted(p.name for p in (out / "clip_depths_exr").iterdir()) == ["frame_00000.exr"]
+    assert np.load(out / "clip_depths.npz")["depths"].shape == (1, H, W)
 
 
 def test_batch_mode_matches_infer_video_depth(tmp_path, tiny_vda_checkpoint, model):
