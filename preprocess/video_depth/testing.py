@@ -13,10 +13,14 @@ from preprocess.video_depth.dpt_temporal import sinusoid_table
 from preprocess.video_depth.model import VideoDepthAnything, checkpoint_filename
 
 
-def random_state_dict(encoder: str = "vits", seed: int = 0) -> OrderedDict[str, torch.Tensor]:
+def random_state_dict(encoder: str = "vits", seed: int = 0, compact: bool = False) -> OrderedDict[str, torch.Tensor]:
     """State dict with the official keys of ``encoder``, values drawn from ``numpy``'s PCG64 stream of
     ``seed`` in key order (stable across torch versions). Scales keep activations O(1) so every part of
-    the network, the temporal modules included, shapes the output; ``pe`` buffers hold the real table."""
+    the network, the temporal modules included, shapes the output; ``pe`` buffers hold the real table.
+
+    ``compact``: each tensor is a view with stride 1 along every dimension of a short random vector
+    (``x[i, j] = v[i + j]``), so a vitl file takes kilobytes instead of 1.5 GB. For checking layout,
+    loading and shapes of the large encoders, not for numbers."""
     with torch.device("meta"):
         shapes = {k: tuple(v.shape) for k, v in VideoDepthAnything(encoder).state_dict().items()}
     rng = np.random.default_rng(seed)
@@ -25,7 +29,7 @@ def random_state_dict(encoder: str = "vits", seed: int = 0) -> OrderedDict[str, 
         if key.endswith(".pe"):
             state[key] = sinusoid_table(shape[1], shape[2])
             continue
-        x = rng.standard_normal(shape, dtype=np.float32)
+        x = rng.standard_normal(sum(shape) - len(shape) + 1 if compact else shape, dtype=np.float32)
         if key.endswith("gamma"):  # LayerScale
             x = 0.1 + 0.02 * x
         elif "norm" in key:  # LayerNorm / GroupNorm affine
@@ -38,15 +42,17 @@ def random_state_dict(encoder: str = "vits", seed: int = 0) -> OrderedDict[str, 
             x = x / np.sqrt(np.prod(shape[1:]))
         if key == "head.scratch.output_conv2.2.bias":  # keep the final ReLU mostly open
             x = np.abs(x) + 0.5
-        state[key] = torch.from_numpy(np.ascontiguousarray(x))
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        state[key] = t.as_strided(shape, (1,) * len(shape)) if compact else t
     return state
 
 
-def save_random_checkpoint(folder: str | Path, encoder: str = "vits", seed: int = 0, metric: bool = False) -> Path:
+def save_random_checkpoint(folder: str | Path, encoder: str = "vits", seed: int = 0, metric: bool = False,
+                           compact: bool = False) -> Path:
     """Write ``random_state_dict`` under the official file name in ``folder``; returns the path."""
     path = Path(folder) / checkpoint_filename(encoder, metric)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(random_state_dict(encoder, seed), path)
+    torch.save(random_state_dict(encoder, seed, compact), path)
     return path
 
 
