@@ -96,17 +96,29 @@ def read_record_at(path: str | Path, offset: int) -> dict[str, Any]:
         return json.loads(f.readline())
 
 
-def repair_tail(path: str | Path) -> bool:
-    """Cut a torn last line (no trailing newline) left by a killed writer; return whether one was cut."""
+def repair_tail(path: str | Path, chunk: int = 1 << 20) -> bool:
+    """Cut a torn last line (no trailing newline) left by a killed writer; return whether one was cut.
+
+    Reads backwards from the end in ``chunk``-byte steps, so a large file is not loaded.
+    """
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return False
     with open(path, "rb+") as f:
-        f.seek(-1, os.SEEK_END)
+        end = f.seek(0, os.SEEK_END)
+        f.seek(end - 1)
         if f.read(1) == b"\n":
             return False
-        data = f.seek(0) or f.read()
-        f.truncate(data.rfind(b"\n") + 1)
+        pos = end
+        while pos > 0:
+            start = max(pos - chunk, 0)
+            f.seek(start)
+            cut = f.read(pos - start).rfind(b"\n")
+            if cut >= 0:
+                f.truncate(start + cut + 1)
+                return True
+            pos = start
+        f.truncate(0)
     return True
 
 

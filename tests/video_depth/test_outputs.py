@@ -74,6 +74,15 @@ def test_appender_index_repair_and_compact(tmp_path):
     assert ndjson.compact(path) == 3 and path.read_bytes() == before
 
 
+@pytest.mark.parametrize("content, expected", [(b"a\nbb\nccc", b"a\nbb\n"), (b"torn", b""), (b"a\n", b"a\n"),
+                                               (b"xxxxxxx\nyyyyyyyyy", b"xxxxxxx\n")])
+def test_repair_tail_reads_backwards_in_chunks(tmp_path, content, expected):
+    path = tmp_path / "depth.ndjson"
+    path.write_bytes(content)
+    assert ndjson.repair_tail(path, chunk=3) is (content != expected)
+    assert path.read_bytes() == expected
+
+
 def test_point_csv_columns_and_geometry(tmp_path):
     z = np.array([[1.0, 2.0, 0.0], [4.0, 0.5, 1.5]], np.float32)
     rgb = np.arange(18, dtype=np.uint8).reshape(2, 3, 3) * 10
