@@ -55,7 +55,8 @@ def main() -> None:
         tmp = Path(tmp)
         video = tmp / "clip.mp4"
         writer = imageio_ffmpeg.write_frames(str(video), (width, height), fps=30, codec="libx264", quality=None,
-                                             output_params=["-crf", "18"], ffmpeg_log_level="error")
+                                             macro_block_size=2, output_params=["-crf", "18"],
+                                             ffmpeg_log_level="error")
         writer.send(None)
         for frame in synthetic_clip(max(args.frames), height, width):
             writer.send(frame.tobytes())
