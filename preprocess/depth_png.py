@@ -5,21 +5,30 @@ the image's width x height (after EXIF orientation). A 16-bit value ``v`` maps b
 float output ``x = min + v / 65535 * (max - min)``, with ``min``/``max`` recorded per image in
 ``depth_meta.json``. ``kind`` says what ``x`` is: ``inverse_depth`` (relative, larger = nearer,
 unknown scale and shift) or ``depth`` (metric, metres). See docs/formats.md.
+
+Several writers may share one folder (``--shard K/N`` jobs of a Slurm array): :func:`update_meta`
+merges their entries into the single ``depth_meta.json`` under an exclusive lock on the hidden file
+``.depth_meta.json.lock`` (read, merge, atomic write), so no shard loses another's entries and a
+reader always sees a complete file. One file rather than per-shard files merged on read, so that
+readers stay trivial (``DepthMeta.load``) and a folder is self-describing.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+from filelock import FileLock
 
 from preprocess.atomic_io import atomic_write_bytes, atomic_write_json
 
 META_NAME = "depth_meta.json"
+LOCK_NAME = ".depth_meta.json.lock"
 FORMAT = "s3dgs-depth-png/1"
 VALUE_KINDS = ("inverse_depth", "depth")
 MAX16 = 65535
@@ -72,6 +81,8 @@ def read_depth_png(path: str | Path) -> np.ndarray:
     single-channel (8-bit or 3-channel maps lose precision: regenerate with preprocess.generate_depth).
     """
     path = Path(path)
+    if not path.is_file():
+        raise DepthFileError(f"{path}: missing; run preprocess.generate_depth on its image folder")
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise DepthFileError(f"{path}: not a readable PNG; delete it and rerun preprocess.generate_depth")
@@ -128,3 +139,37 @@ class DepthMeta:
         except (json.JSONDecodeError, TypeError, KeyError) as e:
             raise DepthFileError(f"{path}: not a valid depth_meta.json ({e}); delete it and rerun "
                                  "preprocess.generate_depth") from None
+
+
+def same_source(a: DepthMeta, b: DepthMeta) -> bool:
+    """True if two metas describe priors from the same backend and model (so their entries can mix)."""
+    return (a.backend, a.model, a.kind) == (b.backend, b.model, b.kind)
+
+
+def update_meta(folder: str | Path, header: DepthMeta, entries: dict[str, dict[str, Any]],
+                drop: Iterable[str] = (), replace: bool = False, lock_timeout_s: float = 120.0) -> DepthMeta:
+    """Merge ``entries`` into ``folder/depth_meta.json`` under a file lock and return the merged meta.
+
+    The written header (backend, model, kind, units, extra) is ``header``'s; image entries are those on
+    disk minus ``drop``, updated with ``entries``. If the file on disk comes from another backend/model,
+    raise :class:`DepthFileError` unless ``replace`` (then its entries are discarded).
+    """
+    folder = Path(folder)
+    with FileLock(str(folder / LOCK_NAME), timeout=lock_timeout_s):
+        current = DepthMeta.load(folder)
+        if current is not None and not same_source(current, header):
+            if not replace:
+                raise DepthFileError(
+                    f"{folder / META_NAME}: holds {current.backend} priors from {current.model} ({current.kind}), "
+                    f"this run makes {header.backend} priors from {header.model} ({header.kind}); "
+                    "use another output folder or --overwrite")
+            current = None
+        images = dict(current.images) if current is not None else {}
+        for stem in drop:
+            images.pop(stem, None)
+        images.update(entries)
+        merged = DepthMeta(backend=header.backend, model=header.model, kind=header.kind,
+                           relative=header.relative, units=header.units, images=images,
+                           extra=dict(header.extra))
+        merged.save(folder)
+        return merged

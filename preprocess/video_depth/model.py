@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from preprocess import weights
 from preprocess.video_depth.dinov2 import PATCH, DinoV2
 from preprocess.video_depth.dpt_temporal import DPTHeadTemporal
 
@@ -37,9 +38,10 @@ class CheckpointError(ValueError):
 
 
 def checkpoint_filename(encoder: str, metric: bool = False) -> str:
-    """Official file name, e.g. ``video_depth_anything_vits.pth`` / ``metric_video_depth_anything_vitl.pth``."""
+    """Official file name, e.g. ``video_depth_anything_vits.pth`` / ``metric_video_depth_anything_vitl.pth``
+    (from the weights table)."""
     check_encoder(encoder)
-    return f"{'metric_' if metric else ''}video_depth_anything_{encoder}.pth"
+    return weights.resolve(f"{'metric_' if metric else ''}{encoder}").filename
 
 
 def check_encoder(encoder: str) -> EncoderConfig:
@@ -124,3 +126,16 @@ def build_model(encoder: str, checkpoint: str | Path, metric: bool = False) -> V
                               f"{'; '.join(parts)}; {_describe(state)}")
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
     return model.eval()
+
+
+def load_model(encoder: str = "vits", metric: bool = False, checkpoint_root: str | Path | None = None,
+               device: str | torch.device | None = None) -> VideoDepthAnything:
+    """The official ``encoder`` checkpoint (relative or ``metric``) from the checkpoint root (``checkpoint_root``,
+    else ``$S3DGS_CHECKPOINT_ROOT``, else the user cache), on ``device`` (default: CUDA if available, else CPU).
+
+    A missing file raises :class:`preprocess.weights.WeightsError` naming it and the download command.
+    """
+    check_encoder(encoder)
+    path = weights.checkpoint_path(checkpoint_filename(encoder, metric).removesuffix(".pth"), checkpoint_root)
+    device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    return build_model(encoder, path, metric).to(device)

@@ -283,10 +283,11 @@ class _LazyEngine:
         self._model = None
 
     def __call__(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        from preprocess.video_depth import infer_video_depth, stream_video_depth
+        from preprocess.video_depth import infer_video_depth, load_model, stream_video_depth
 
         if self._model is None:
-            self._model = _load_model(self.encoder, self.metric, self.checkpoint_root, self.device)
+            self._model = load_model(self.encoder, metric=self.metric, checkpoint_root=self.checkpoint_root,
+                                     device=self.device)
         if self.streaming:
             yield from stream_video_depth(self._model, frames, input_size=self.input_size, fp32=self.fp32,
                                           device=self.device)
@@ -294,20 +295,6 @@ class _LazyEngine:
             stack = np.stack(list(frames))
             yield from infer_video_depth(self._model, stack, input_size=self.input_size, fp32=self.fp32,
                                          metric=self.metric, device=self.device)
-
-
-def _load_model(encoder: str, metric: bool, checkpoint_root: str | None, device: str):
-    try:
-        from preprocess.video_depth import load_model
-    except ImportError:  # TEMPORARY until vda-model's load_model lands
-        from preprocess.video_depth import build_model, checkpoint_filename
-
-        path = Path(checkpoint_root or ".").expanduser() / checkpoint_filename(encoder, metric)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: checkpoint not found; download it with: python -m "
-                                    f"preprocess.download_weights --model {'metric_' if metric else ''}{encoder}")
-        return build_model(encoder, path, metric=metric).to(device).eval()
-    return load_model(encoder, metric=metric, checkpoint_root=checkpoint_root, device=device)
 
 
 def _default_device() -> str:

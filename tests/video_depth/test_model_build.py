@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from preprocess.video_depth import CheckpointError, VideoDepthAnything, build_model, checkpoint_filename
+from preprocess.video_depth import CheckpointError, VideoDepthAnything, build_model, checkpoint_filename, load_model
+from preprocess.weights import WeightsError
 from preprocess.video_depth.testing import save_random_checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -104,3 +105,19 @@ def test_unreadable_and_missing_files(tmp_path):
         build_model("vits", tmp_path / "nothing.pth")
     with pytest.raises(ValueError, match="unknown encoder 'vitg'"):
         build_model("vitg", bad)
+
+
+def test_load_model_finds_checkpoints_through_the_weights_table(tiny_vda_checkpoint, tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(tiny_vda_checkpoint, root / "metric_video_depth_anything_vits.pth")
+    model = load_model("vits", metric=True, checkpoint_root=root, device="cpu")
+    assert model.metric and model.encoder == "vits"
+    monkeypatch.setenv("S3DGS_CHECKPOINT_ROOT", str(root))
+    assert load_model("vits", metric=True).metric
+    with pytest.raises(WeightsError) as info:
+        load_model("vits", checkpoint_root=root)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"{root / 'video_depth_anything_vits.pth'}: checkpoint video_depth_anything_vits not found" in message
+    assert "python -m preprocess.download_weights --model vits" in message

@@ -1,0 +1,308 @@
+"""Depth priors for a folder of images: ``python -m preprocess.generate_depth IMAGES_DIR OUTPUT_DIR``.
+
+Writes one 16-bit PNG per image (same stem, same width x height after EXIF orientation) and
+``depth_meta.json`` (see docs/formats.md). Resumable: outputs that exist, decode as 16-bit PNGs of the
+right size and have a depth_meta.json entry are skipped; every write is atomic. ``--shard K/N`` lets
+N jobs share one folder.
+
+Python API: ``from preprocess import generate_depth; summary = generate_depth(images_dir, output_dir, ...)``
+(this module is itself callable, so ``preprocess.generate_depth`` is both the CLI module and the function).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from preprocess.atomic_io import TEMP_PREFIX, remove_stale_temps
+from preprocess.backends import (BACKENDS, DEFAULT_MODEL, DEFAULT_SPACE, BackendError, BackendOptions, DepthBackend,
+                                 RunStopped, make_backend)
+from preprocess.depth_png import (META_NAME, DepthFileError, DepthMeta, quantize, read_depth_png, update_meta,
+                                  write_depth_png)
+from preprocess.images import (IMAGE_EXTENSIONS, ImageReadError, InputError, check_unique_stems, list_images,
+                               oriented_size, parse_shard, select_shard)
+
+META_FLUSH_S = 2.0          # how often finished entries are merged into depth_meta.json
+SHARD_TEMP_AGE_S = 3600.0   # a sharded run only deletes temp files this old (others may be writing theirs)
+
+
+@dataclass
+class VerifyReport:
+    """``--verify`` result: one line per sampled output, and the problems found."""
+
+    lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class Summary:
+    """What a run did. ``ok`` is False if any image failed, the run stopped early, or verification failed."""
+
+    output_dir: Path
+    total: int
+    done: int = 0
+    skipped: int = 0
+    failed: dict[str, str] = field(default_factory=dict)   # image file name -> error
+    stopped: str | None = None
+    seconds: float = 0.0        # whole run, including model loading / connecting
+    predict_seconds: float = 0.0  # the prediction loop only
+    model_calls: int = 0
+    verify: VerifyReport | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.stopped is None and (self.verify is None or self.verify.ok)
+
+    @property
+    def seconds_per_image(self) -> float:
+        return self.predict_seconds / self.done if self.done else 0.0
+
+    def lines(self) -> list[str]:
+        out = [f"done {self.done}, skipped {self.skipped}, failed {len(self.failed)} of {self.total} images "
+               f"in {self.seconds:.1f} s ({self.seconds_per_image:.2f} s/image, {self.model_calls} model calls) "
+               f"-> {self.output_dir}"]
+        if self.failed:
+            names = sorted(self.failed)
+            out.append(f"failed: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''} "
+                       "(rerun the same command to retry them)")
+        if self.stopped:
+            out.append(f"stopped: {self.stopped}")
+        if self.verify is not None:
+            out += self.verify.lines + [f"verify: {'ok' if self.verify.ok else 'FAILED'}"]
+        return out
+
+
+def prepare_output_dir(output_dir: str | Path, images_dir: Path) -> tuple[Path, bool]:
+    """Create ``output_dir`` if needed and check it can be written; raise :class:`InputError` otherwise.
+    Returns ``(folder, created)``."""
+    out = Path(output_dir)
+    if out.resolve() == images_dir.resolve():
+        raise InputError(f"{out}: output folder is the input folder (outputs would overwrite .png inputs); "
+                         "choose another output folder")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder; choose another output folder")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise InputError(f"{out}: output folder is not writable ({e.strerror or e}); "
+                         "choose a folder you can write to") from None
+    return out, created
+
+
+def remove_old_temps(folder: Path, min_age_s: float) -> None:
+    """Delete temp files of killed writers; with ``min_age_s > 0`` only those that old (shards run side by side)."""
+    if min_age_s <= 0:
+        remove_stale_temps(folder)
+        return
+    now = time.time()
+    for p in folder.glob(TEMP_PREFIX + "*"):
+        try:
+            if p.is_file() and now - p.stat().st_mtime > min_age_s:
+                p.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def is_done(out: Path, image: Path, meta: DepthMeta | None) -> bool:
+    """True if ``image``'s output exists, has a meta entry, and decodes as a 16-bit PNG of the image's size."""
+    if meta is None or image.stem not in meta.images:
+        return False
+    try:
+        png = read_depth_png(out / f"{image.stem}.png")
+        w, h = oriented_size(image)
+    except (DepthFileError, ImageReadError):
+        return False
+    return png.shape == (h, w)
+
+
+def verify_outputs(out: Path, images: list[Path], num_samples: int) -> VerifyReport:
+    """Check ``num_samples`` evenly spaced outputs of ``images``: 16-bit, right size, not constant, not all zeros,
+    has a meta entry. Images without an output (failed ones) are not sampled."""
+    report = VerifyReport()
+    meta = DepthMeta.load(out)
+    images = [p for p in images if (out / f"{p.stem}.png").exists()]
+    if not images or num_samples < 1:
+        report.problems.append(f"{out}: no outputs to verify")
+        return report
+    step = len(images) / min(num_samples, len(images))
+    for image in [images[math.floor(i * step)] for i in range(min(num_samples, len(images)))]:
+        path = out / f"{image.stem}.png"
+        try:
+            png = read_depth_png(path)
+            w, h = oriented_size(image)
+        except (DepthFileError, ImageReadError) as e:
+            report.problems.append(str(e))
+            continue
+        problems = []
+        if png.shape != (h, w):
+            problems.append(f"size {png.shape[1]}x{png.shape[0]} != image {w}x{h}")
+        if not png.any():
+            problems.append("all zeros")
+        elif png.min() == png.max():
+            problems.append("constant")
+        if meta is None or image.stem not in meta.images:
+            problems.append(f"no entry in {META_NAME}")
+        rec = meta.images.get(image.stem, {}) if meta is not None else {}
+        report.lines.append(f"  {path.name}: {png.shape[1]}x{png.shape[0]} uint16, values {png.min()}..{png.max()} "
+                            f"mean {png.mean():.0f}, {len(set(png.ravel().tolist()))} levels, "
+                            f"{meta.kind if meta else '?'} {rec.get('min', float('nan')):.4g}.."
+                            f"{rec.get('max', float('nan')):.4g}" + (f"  PROBLEM: {'; '.join(problems)}" if problems else ""))
+        report.problems += [f"{path}: {p}" for p in problems]
+    return report
+
+
+def generate_depth(images_dir: str | Path, output_dir: str | Path, *, backend: str = "transformers",
+                   model: str = DEFAULT_MODEL, space: str = DEFAULT_SPACE, hf_token: str | None = None,
+                   device: str = "auto", batch_size: int = 1, overwrite: bool = False, shard: str | None = None,
+                   verify: bool = False, num_samples: int = 5, quiet: bool = False) -> Summary:
+    """Write 16-bit depth PNGs + depth_meta.json for every image in ``images_dir`` (or shard ``"K/N"`` of them).
+
+    Raises :class:`InputError` (bad folder/shard), :class:`BackendError` (backend cannot run) or
+    :class:`DepthFileError` (output folder holds another model's priors). Per-image failures, a stopped
+    run and verification problems are reported in the returned :class:`Summary` (``summary.ok``).
+    """
+    start = time.perf_counter()
+    images_dir = Path(images_dir)
+    images = list_images(images_dir)
+    check_unique_stems(images)
+    k, n = parse_shard(shard)
+    runner = make_backend(backend, BackendOptions(model=model, device=device, batch_size=batch_size,
+                                                  space=space, hf_token=hf_token))
+    if runner.normalization == "per_sequence" and n > 1:
+        raise InputError(f"--shard {shard}: the {backend} backend treats the folder as one sequence; run one job")
+    mine = select_shard(images, (k, n))
+    out, created = prepare_output_dir(output_dir, images_dir)
+    try:
+        summary = _run(runner, mine, out, overwrite, sharded=n > 1, quiet=quiet)
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # a run that failed before writing anything leaves no empty folder behind
+        raise
+    summary.seconds = time.perf_counter() - start
+    if verify:
+        summary.verify = verify_outputs(out, mine, num_samples)
+    if not quiet:
+        print("\n".join(summary.lines()))
+    return summary
+
+
+def _run(runner: DepthBackend, mine: list[Path], out: Path, overwrite: bool, sharded: bool, quiet: bool) -> Summary:
+    """Skip finished images, run the backend on the rest, write PNGs and merge depth_meta.json entries."""
+    from tqdm import tqdm
+
+    remove_old_temps(out, SHARD_TEMP_AGE_S if sharded else 0)
+    summary = Summary(output_dir=out, total=len(mine))
+
+    existing = DepthMeta.load(out)
+    if existing is not None and (existing.backend, existing.model) != (runner.name, runner.model) and not overwrite:
+        raise DepthFileError(f"{out / META_NAME}: holds {existing.backend} priors from {existing.model}, this run "
+                             f"makes {runner.name} priors from {runner.model}; use another output folder or --overwrite")
+    pending = list(mine) if overwrite else [p for p in mine if not is_done(out, p, existing)]
+    if runner.normalization == "per_sequence" and pending:
+        pending = list(mine)
+    summary.skipped = len(mine) - len(pending)
+
+    if pending:
+        with runner:
+            header = DepthMeta(backend=runner.name, model=runner.model, kind=runner.kind,
+                               relative=runner.kind == "inverse_depth", units=runner.units, extra=runner.extra)
+            update_meta(out, header, {}, drop=[p.stem for p in pending], replace=overwrite)
+            entries: dict[str, dict] = {}
+            last_flush = loop_start = time.monotonic()
+            bar = tqdm(total=len(pending), unit="img", desc=f"depth ({runner.name})", disable=quiet,
+                       file=sys.stderr, dynamic_ncols=True)
+            try:
+                for result in runner.predict(pending):
+                    bar.update(1)
+                    if result.error is not None:
+                        summary.failed[result.path.name] = result.error
+                        bar.write(f"warning: {result.error}", file=sys.stderr)
+                        continue
+                    vmin, vmax = result.value_range or (None, None)
+                    png, lo, hi = quantize(result.depth, vmin, vmax)
+                    write_depth_png(out / f"{result.path.stem}.png", png)
+                    entries[result.path.stem] = {"min": lo, "max": hi, "width": png.shape[1], "height": png.shape[0],
+                                                 "source": result.path.name, **result.info}
+                    summary.done += 1
+                    if time.monotonic() - last_flush > META_FLUSH_S:
+                        update_meta(out, header, entries)
+                        entries, last_flush = {}, time.monotonic()
+            except RunStopped as e:
+                summary.stopped = str(e)
+            finally:
+                bar.close()
+                if entries:
+                    update_meta(out, header, entries)
+                summary.model_calls = runner.calls
+                summary.predict_seconds = time.monotonic() - loop_start
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m preprocess.generate_depth",
+                                description="16-bit depth priors (PNG + depth_meta.json) for a folder of images. "
+                                            f"Accepted images: {', '.join(IMAGE_EXTENSIONS)} (any case).")
+    p.add_argument("images_dir", metavar="IMAGES_DIR")
+    p.add_argument("output_dir", metavar="OUTPUT_DIR")
+    p.add_argument("--backend", choices=sorted(BACKENDS), default="transformers",
+                   help="transformers: local model (default); space: the public Hugging Face Space")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="transformers: hub id or local folder (default %(default)s)")
+    p.add_argument("--space", default=DEFAULT_SPACE, help="space: Space id or URL (default %(default)s)")
+    p.add_argument("--hf-token", default=None, help="Hugging Face token (default: $HF_TOKEN for hub ids only)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=1, help="transformers: images per forward pass")
+    p.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
+    p.add_argument("--shard", default=None, metavar="K/N", help="process only shard K of N (cluster arrays)")
+    p.add_argument("--verify", action="store_true", help="check sample outputs afterwards")
+    p.add_argument("--num_samples", "--num-samples", type=int, default=5, help="outputs checked by --verify")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary; errors only")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        summary = generate_depth(args.images_dir, args.output_dir, backend=args.backend, model=args.model,
+                                 space=args.space, hf_token=args.hf_token,
+                                 device=args.device, batch_size=args.batch_size, overwrite=args.overwrite,
+                                 shard=args.shard, verify=args.verify, num_samples=args.num_samples, quiet=args.quiet)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (BackendError, DepthFileError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: finished outputs are kept; rerun the same command to resume", file=sys.stderr)
+        return 130
+    if args.quiet and not summary.ok:
+        print("\n".join(summary.lines()[1:]), file=sys.stderr)
+    return 0 if summary.ok else 1
+
+
+class _CallableModule(types.ModuleType):
+    """``preprocess.generate_depth`` is this module and, called, the :func:`generate_depth` function."""
+
+    def __call__(self, *args, **kwargs) -> Summary:
+        return generate_depth(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+if __name__ == "__main__":
+    sys.exit(main())

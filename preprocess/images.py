@@ -1,0 +1,123 @@
+"""Input images: which files count as images, how a folder is split into shards, how one is decoded.
+
+Every backend sees the same pixels: :func:`load_rgb` applies the EXIF orientation and turns any
+grayscale, RGBA, palette or 16-bit image into 8-bit RGB, so the output grid is always the input's
+width x height *as displayed*.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class InputError(ValueError):
+    """Bad command-line input (folder, shard spec); the message names the problem and the fix."""
+
+
+class ImageReadError(ValueError):
+    """One image that cannot be decoded; the run reports it and goes on."""
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Sorted image files directly in ``folder`` (extensions in :data:`IMAGE_EXTENSIONS`, any case).
+
+    Raises :class:`InputError` if the folder is missing, not a folder, empty, or holds no images.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputError(f"{folder}: input folder does not exist; pass the folder that holds your images")
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder; pass the folder that holds your images")
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    if not entries:
+        raise InputError(f"{folder}: input folder is empty; put your images ({', '.join(IMAGE_EXTENSIONS)}) in it")
+    images = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    if not images:
+        raise InputError(f"{folder}: no images found; accepted extensions (any case): {', '.join(IMAGE_EXTENSIONS)}")
+    return images
+
+
+def check_unique_stems(images: list[Path]) -> None:
+    """Raise :class:`InputError` if two images share a stem (``a.jpg`` and ``a.png`` would both write ``a.png``)."""
+    seen: dict[str, Path] = {}
+    for p in images:
+        if p.stem in seen:
+            raise InputError(f"{p}: same name as {seen[p.stem].name}, both would write {p.stem}.png; "
+                             "rename one of them")
+        seen[p.stem] = p
+
+
+def parse_shard(spec: str | None) -> tuple[int, int]:
+    """``"K/N"`` (1 <= K <= N) -> ``(K, N)``; ``None`` -> ``(1, 1)``."""
+    if spec is None:
+        return 1, 1
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(spec))
+    if not m or not (1 <= int(m.group(1)) <= int(m.group(2))):
+        raise InputError(f"--shard {spec!r}: expected K/N with 1 <= K <= N, e.g. --shard 3/8 "
+                         "(Slurm: --shard $((SLURM_ARRAY_TASK_ID+1))/$SLURM_ARRAY_TASK_COUNT)")
+    return int(m.group(1)), int(m.group(2))
+
+
+def select_shard(images: list[Path], shard: tuple[int, int]) -> list[Path]:
+    """Shard ``K`` of ``N`` of the sorted list: every N-th image starting at K-1 (deterministic, balanced)."""
+    k, n = shard
+    return images[k - 1::n]
+
+
+def open_oriented(path: str | Path) -> Image.Image:
+    """Open ``path`` with its EXIF orientation applied (pixels decoded). Raises :class:`ImageReadError`."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return ImageOps.exif_transpose(im)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise ImageReadError(f"{path}: cannot read image ({e.__class__.__name__}: {e}); "
+                             "re-export it or remove it from the folder") from None
+
+
+def to_rgb8(im: Image.Image) -> np.ndarray:
+    """Any PIL image -> uint8 ``[H, W, 3]``.
+
+    16-bit grayscale is scaled by 255/65535 (not clipped), float grayscale by its own maximum, alpha is composited
+    on black (what the model would see where the image is transparent), palettes are expanded.
+    """
+    if im.mode == "F" or im.mode.startswith("I"):
+        a = np.asarray(im, dtype=np.float64)
+        g = a / max(a.max(initial=0.0), 1.0) if im.mode == "F" else a / 65535.0
+        g8 = np.clip(np.rint(g * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(g8[..., None], 3, axis=2)
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
+        rgb = rgba[..., :3] * (rgba[..., 3:] / 255.0)
+        return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Decode ``path`` to uint8 RGB ``[H, W, 3]`` with EXIF orientation applied. Raises :class:`ImageReadError`."""
+    im = open_oriented(path)
+    try:
+        return to_rgb8(im)
+    except (OSError, ValueError) as e:
+        raise ImageReadError(f"{path}: cannot convert image to RGB ({e}); re-export it as 8-bit RGB") from None
+
+
+def oriented_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of ``path`` after EXIF orientation, read from the header only."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            orientation = im.getexif().get(0x0112, 1)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise ImageReadError(f"{path}: cannot read image ({e.__class__.__name__}: {e}); "
+                             "re-export it or remove it from the folder") from None
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
