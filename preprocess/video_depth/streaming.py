@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from preprocess.video_depth.inference import (INTERP, OVERLAP, STEP, WINDOW, network_size, precision,
-                                              preprocess_frame, resolve_device, to_frame_size)
+                                              preprocess_frame, resolve_device, upsample)
 from preprocess.video_depth.model import VideoDepthAnything
 
 CONTEXT_HEAD = 2  # cache slots always kept at the front (frame 0 and an old keyframe)
@@ -67,7 +67,7 @@ class VideoDepthStream:
         if len(self.cache) > CACHE_LIMIT:
             del self.cache[1]
         self.frames_seen += 1
-        return to_frame_size(depth[0], height, width)[0]
+        return upsample(depth[0], height, width)[0]
 
 
 def stream_video_depth(model: VideoDepthAnything, frames: Iterable[np.ndarray], *, input_size: int = 518,
