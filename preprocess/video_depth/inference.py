@@ -10,7 +10,7 @@ ones; the 8 overlapping frames are blended linearly (weights 0, 1/7, ..., 1 for 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -104,36 +104,30 @@ def run_window(model: VideoDepthAnything, frames: Sequence[np.ndarray], indices:
         return model(clip)[0].float().cpu()
 
 
-def stitch_windows(windows: Iterable[np.ndarray], n_frames: int, metric: bool) -> np.ndarray:
-    """Frame-size window depths ``[32, H, W]`` (in :func:`window_frames` order) -> ``[N, H, W]``: each window
-    after the first is aligned to the result by scale and shift (unless ``metric``) and blended in."""
-    out: np.ndarray | None = None
+def stitch_windows(windows: Iterable[np.ndarray], n_frames: int, metric: bool) -> Iterator[np.ndarray]:
+    """Frame-size window depths ``[32, H, W]`` (in :func:`window_frames` order) -> the ``N`` stitched frames
+    ``[H, W]`` in order, each yielded as soon as no later window changes it. Each window after the first
+    is aligned to the result by scale and shift (unless ``metric``) and blended over the overlap."""
     weights = [0.0] + [i * (1.0 / (INTERP - 1)) for i in range(1, INTERP - 1)] + [1.0]
+    pending: list[np.ndarray] = []  # the last INTERP stitched frames, still to be blended with the next window
     refs: list[np.ndarray] = []
+    emitted = 0
     for k, depth in enumerate(windows):
-        start = k * STEP
-        if out is None:
-            out = np.empty((n_frames, *depth.shape[1:]), dtype=np.float32)
-            out[:min(n_frames, WINDOW)] = depth[:n_frames]
+        if k == 0:
+            final, pending = list(depth[:WINDOW - INTERP]), list(depth[WINDOW - INTERP:])
             refs = [depth[p] for p in KEY_POSITIONS]
-            continue
-        scale, shift = (1.0, 0.0) if metric else fit_scale_shift(
-            np.concatenate(depth[:len(KEY_POSITIONS)]), np.concatenate(refs))
-
-        def aligned(p: int) -> np.ndarray:
-            return np.maximum(depth[p] * scale + shift, 0)
-
-        for i in range(INTERP):  # positions 2..9 overlap the last stitched frames
-            frame = start + OVERLAP - INTERP + i
-            if frame < n_frames:
-                out[frame] = out[frame] * (1 - weights[i]) + aligned(OVERLAP - INTERP + i) * weights[i]
-        for p in range(OVERLAP, WINDOW):
-            if start + p < n_frames:
-                out[start + p] = aligned(p)
-        refs = [refs[0], aligned(KEY_POSITIONS[1])]
-    if out is None:
-        raise ValueError("no windows to stitch")
-    return out
+        else:
+            scale, shift = (1.0, 0.0) if metric else fit_scale_shift(
+                np.concatenate(depth[:len(KEY_POSITIONS)]), np.concatenate(refs))
+            aligned = {p: np.maximum(depth[p] * scale + shift, 0) for p in range(OVERLAP - INTERP, WINDOW)}
+            final = [pending[i] * (1 - weights[i]) + aligned[OVERLAP - INTERP + i] * weights[i] for i in range(INTERP)]
+            final += [aligned[p] for p in range(OVERLAP, WINDOW - INTERP)]
+            pending = [aligned[p] for p in range(WINDOW - INTERP, WINDOW)]
+            refs = [refs[0], aligned[KEY_POSITIONS[1]]]
+        for frame in final[:n_frames - emitted]:
+            yield frame
+        emitted += min(len(final), n_frames - emitted)
+    yield from pending[:n_frames - emitted]
 
 
 def infer_video_depth(model: VideoDepthAnything, frames: np.ndarray, *, input_size: int = 518,
@@ -155,4 +149,7 @@ def infer_video_depth(model: VideoDepthAnything, frames: np.ndarray, *, input_si
     size = network_size(height, width, input_size)
     windows = (upsample(run_window(model, frames, indices, size, fp32, device), height, width)
                for indices in window_frames(n))
-    return stitch_windows(windows, n, metric)
+    out = np.empty((n, height, width), dtype=np.float32)
+    for i, frame in enumerate(stitch_windows(windows, n, metric)):
+        out[i] = frame
+    return out
