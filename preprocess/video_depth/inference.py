@@ -76,7 +76,7 @@ def fit_scale_shift(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]
     return (a11 * b0 - a01 * b1) / det, (-a01 * b0 + a00 * b1) / det
 
 
-def resolve_device(model: torch.nn.Module, device: str | torch.device | None) -> torch.device:
+def place_model(model: torch.nn.Module, device: str | torch.device | None) -> torch.device:
     """``device`` or, if None, the model's; moves the model there."""
     device = next(model.parameters()).device if device is None else torch.device(device)
     model.to(device)
@@ -144,7 +144,7 @@ def infer_video_depth(model: VideoDepthAnything, frames: np.ndarray, *, input_si
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
         raise ValueError(f"frames must be uint8 RGB [N, H, W, 3] with N > 0, got {frames.dtype} {frames.shape}")
     metric = model.metric if metric is None else metric
-    device = resolve_device(model, device)
+    device = place_model(model, device)
     n, height, width = frames.shape[:3]
     size = network_size(height, width, input_size)
     windows = (upsample(run_window(model, frames, indices, size, fp32, device), height, width)
