@@ -176,6 +176,7 @@ def generate_depth(images_dir: str | Path, output_dir: str | Path, *, backend: s
     Raises :class:`InputError` (bad folder/shard), :class:`BackendError` (backend cannot run) or
     :class:`DepthFileError` (output folder holds another model's priors). Per-image failures, a stopped
     run and verification problems are reported in the returned :class:`Summary` (``summary.ok``).
+    ``checkpoint_root``, ``input_size`` and ``fp32`` configure the vda backend (preprocess/backends/vda.py).
     """
     start = time.perf_counter()
     images_dir = Path(images_dir)
