@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_depth_throughput import matmul_gflops  # noqa: E402  (this folder is on sys.path)
 from preprocess.video_depth import VideoDepthAnything, infer_video_depth, stream_video_depth  # noqa: E402
 from preprocess.video_depth.inference import STEP, WINDOW, network_size  # noqa: E402
 from preprocess.video_depth.testing import random_state_dict, synthetic_clip  # noqa: E402
@@ -38,18 +39,6 @@ def vits_model() -> VideoDepthAnything:
     model = VideoDepthAnything("vits")
     model.load_state_dict(random_state_dict("vits", seed=0), strict=True)
     return model.eval()
-
-
-def matmul_gflops(n: int = 2048, repeats: int = 8) -> float:
-    """Best fp32 matmul rate over ``repeats`` products of ``n x n`` matrices, in GFLOP/s."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best / 1e9
 
 
 def flops_per_frame(model: VideoDepthAnything, height: int, width: int, input_size: int) -> float:

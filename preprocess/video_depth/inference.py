@@ -10,7 +10,7 @@ ones; the 8 overlapping frames are blended linearly (weights 0, 1/7, ..., 1 for 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -76,7 +76,7 @@ def fit_scale_shift(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]
     return (a11 * b0 - a01 * b1) / det, (-a01 * b0 + a00 * b1) / det
 
 
-def resolve_device(model: torch.nn.Module, device: str | torch.device | None) -> torch.device:
+def place_model(model: torch.nn.Module, device: str | torch.device | None) -> torch.device:
     """``device`` or, if None, the model's; moves the model there."""
     device = next(model.parameters()).device if device is None else torch.device(device)
     model.to(device)
@@ -90,22 +90,44 @@ def precision(device: torch.device, fp32: bool) -> contextlib.AbstractContextMan
     return contextlib.nullcontext()
 
 
-def to_frame_size(depth: torch.Tensor, height: int, width: int) -> np.ndarray:
+def upsample(depth: torch.Tensor, height: int, width: int) -> np.ndarray:
     """Network-resolution depths ``[T, h, w]`` -> float32 ``[T, H, W]`` (bilinear, align_corners)."""
     depth = F.interpolate(depth.float().unsqueeze(1), size=(height, width), mode="bilinear", align_corners=True)
     return depth[:, 0].cpu().numpy()
 
 
-def window_depths(model: VideoDepthAnything, frames: np.ndarray, input_size: int, fp32: bool,
-                  device: torch.device) -> Iterator[np.ndarray]:
-    """Raw depths ``[32, H, W]`` of each window, at the frame size."""
-    n, height, width = frames.shape[:3]
-    size = network_size(height, width, input_size)
-    for indices in window_frames(n):
-        clip = torch.stack([preprocess_frame(frames[i], size) for i in indices]).unsqueeze(0).to(device)
-        with torch.no_grad(), precision(device, fp32):
-            depth = model(clip)[0]
-        yield to_frame_size(depth, height, width)
+def run_window(model: VideoDepthAnything, frames: Sequence[np.ndarray], indices: list[int], size: tuple[int, int],
+               fp32: bool, device: torch.device) -> torch.Tensor:
+    """Raw depths ``[32, h, w]`` (float32, CPU) of the window made of ``frames[i] for i in indices``."""
+    clip = torch.stack([preprocess_frame(frames[i], size) for i in indices]).unsqueeze(0).to(device)
+    with torch.no_grad(), precision(device, fp32):
+        return model(clip)[0].float().cpu()
+
+
+def stitch_windows(windows: Iterable[np.ndarray], n_frames: int, metric: bool) -> Iterator[np.ndarray]:
+    """Frame-size window depths ``[32, H, W]`` (in :func:`window_frames` order) -> the ``N`` stitched frames
+    ``[H, W]`` in order, each yielded as soon as no later window changes it. Each window after the first
+    is aligned to the result by scale and shift (unless ``metric``) and blended over the overlap."""
+    weights = [0.0] + [i * (1.0 / (INTERP - 1)) for i in range(1, INTERP - 1)] + [1.0]
+    pending: list[np.ndarray] = []  # the last INTERP stitched frames, still to be blended with the next window
+    refs: list[np.ndarray] = []
+    emitted = 0
+    for k, depth in enumerate(windows):
+        if k == 0:
+            final, pending = list(depth[:WINDOW - INTERP]), list(depth[WINDOW - INTERP:])
+            refs = [depth[p] for p in KEY_POSITIONS]
+        else:
+            scale, shift = (1.0, 0.0) if metric else fit_scale_shift(
+                np.concatenate(depth[:len(KEY_POSITIONS)]), np.concatenate(refs))
+            aligned = {p: np.maximum(depth[p] * scale + shift, 0) for p in range(OVERLAP - INTERP, WINDOW)}
+            final = [pending[i] * (1 - weights[i]) + aligned[OVERLAP - INTERP + i] * weights[i] for i in range(INTERP)]
+            final += [aligned[p] for p in range(OVERLAP, WINDOW - INTERP)]
+            pending = [aligned[p] for p in range(WINDOW - INTERP, WINDOW)]
+            refs = [refs[0], aligned[KEY_POSITIONS[1]]]
+        for frame in final[:n_frames - emitted]:
+            yield frame
+        emitted += min(len(final), n_frames - emitted)
+    yield from pending[:n_frames - emitted]
 
 
 def infer_video_depth(model: VideoDepthAnything, frames: np.ndarray, *, input_size: int = 518,
@@ -122,29 +144,12 @@ def infer_video_depth(model: VideoDepthAnything, frames: np.ndarray, *, input_si
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
         raise ValueError(f"frames must be uint8 RGB [N, H, W, 3] with N > 0, got {frames.dtype} {frames.shape}")
     metric = model.metric if metric is None else metric
-    device = resolve_device(model, device)
-    n = len(frames)
-    out = np.empty(frames.shape[:3], dtype=np.float32)
-    weights = [0.0] + [i * (1.0 / (INTERP - 1)) for i in range(1, INTERP - 1)] + [1.0]
-    refs: list[np.ndarray] = []
-    for k, depth in enumerate(window_depths(model, frames, input_size, fp32, device)):
-        start = k * STEP
-        if k == 0:
-            out[:min(n, WINDOW)] = depth[:n]
-            refs = [depth[p] for p in KEY_POSITIONS]
-            continue
-        scale, shift = (1.0, 0.0) if metric else fit_scale_shift(
-            np.concatenate(depth[:len(KEY_POSITIONS)]), np.concatenate(refs))
-
-        def aligned(p: int) -> np.ndarray:
-            return np.maximum(depth[p] * scale + shift, 0)
-
-        for i in range(INTERP):  # positions 2..9 overlap the last stitched frames
-            frame = start + OVERLAP - INTERP + i
-            if frame < n:
-                out[frame] = out[frame] * (1 - weights[i]) + aligned(OVERLAP - INTERP + i) * weights[i]
-        for p in range(OVERLAP, WINDOW):
-            if start + p < n:
-                out[start + p] = aligned(p)
-        refs = [refs[0], aligned(KEY_POSITIONS[1])]
+    device = place_model(model, device)
+    n, height, width = frames.shape[:3]
+    size = network_size(height, width, input_size)
+    windows = (upsample(run_window(model, frames, indices, size, fp32, device), height, width)
+               for indices in window_frames(n))
+    out = np.empty((n, height, width), dtype=np.float32)
+    for i, frame in enumerate(stitch_windows(windows, n, metric)):
+        out[i] = frame
     return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,12 +89,12 @@ def _describe(state: dict[str, torch.Tensor]) -> str:
 
 
 def load_state_dict_file(checkpoint: str | Path) -> dict[str, torch.Tensor]:
-    """Read a plain state-dict file (``torch.save`` of an ``OrderedDict``), memory-mapped when possible."""
+    """Read a plain state-dict file (``torch.save`` of an ``OrderedDict``) onto the CPU."""
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle/zip errors have many types; all mean "not a readable checkpoint"
         raise CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint ({exc}); "
                               "download it again") from exc

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
-from preprocess.video_depth.inference import (INTERP, OVERLAP, STEP, WINDOW, network_size, precision,
-                                              preprocess_frame, resolve_device, to_frame_size)
+from preprocess.video_depth.inference import (INTERP, OVERLAP, STEP, WINDOW, network_size, place_model,
+                                              precision, preprocess_frame, upsample)
 from preprocess.video_depth.model import VideoDepthAnything
 
 CONTEXT_HEAD = 2  # cache slots always kept at the front (frame 0 and an old keyframe)
@@ -32,7 +32,7 @@ class VideoDepthStream:
     def __init__(self, model: VideoDepthAnything, *, input_size: int = 518, fp32: bool = True,
                  device: str | torch.device | None = None):
         self.model, self.input_size, self.fp32 = model, input_size, fp32
-        self.device = resolve_device(model, device)
+        self.device = place_model(model, device)
         self.frame_shape: tuple[int, int] | None = None
         self.cache: list[list[torch.Tensor]] = []  # per cached frame: its 8 temporal states
         self.frames_seen = 0
@@ -67,7 +67,7 @@ class VideoDepthStream:
         if len(self.cache) > CACHE_LIMIT:
             del self.cache[1]
         self.frames_seen += 1
-        return to_frame_size(depth[0], height, width)[0]
+        return upsample(depth[0], height, width)[0]
 
 
 def stream_video_depth(model: VideoDepthAnything, frames: Iterable[np.ndarray], *, input_size: int = 518,
