@@ -1,6 +1,7 @@
 """Output formats of the video depth tool, written from known depth arrays and read back independently."""
 
 import base64
+import io
 import json
 import struct
 import sys
@@ -9,6 +10,7 @@ import zipfile
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from preprocess.video_depth import ndjson, rawfiles
 from preprocess.video_depth.pointcloud import write_point_csv
@@ -45,6 +47,9 @@ def test_record_keys_and_16bit_png_match_annolid():
     step = (depth.max() - depth.min()) / 65535
     assert np.abs(annolid - depth).max() <= step / 2 + 1e-7
     assert np.abs(ndjson.decode_depth(rec) - depth).max() <= step / 2 + 1e-6
+    with Image.open(io.BytesIO(png)) as im:  # how Annolid's lifting code opens it
+        assert im.mode == "I;16"
+        np.testing.assert_array_equal(np.array(im), q)
     json.dumps(rec)  # plain JSON types only
 
 
