@@ -9,7 +9,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from preprocess.video_depth.run import ENCODERS, run_video_depth_anything
+from preprocess.video_depth.model import ENCODERS
+from preprocess.video_depth.run import run_video_depth_anything
 
 BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]"
 
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input_video", metavar="VIDEO")
     p.add_argument("output_dir", metavar="OUTPUT_DIR", nargs="?", default=None,
                    help="default: the video's path without its suffix, where Annolid's GUI looks (videos/mice/)")
-    p.add_argument("--encoder", choices=ENCODERS, default="vits")
+    p.add_argument("--encoder", choices=list(ENCODERS), default="vits")
     p.add_argument("--input-size", "--input_size", type=int, default=518, help="network input short side")
     p.add_argument("--max-res", "--max_res", type=int, default=1280, help="shrink frames whose longer side exceeds this")
     p.add_argument("--max-len", "--max_len", type=int, default=-1, help="at most this many sampled frames")

@@ -9,7 +9,6 @@ the run it infers (the official algorithm needs them all).
 
 from __future__ import annotations
 
-import logging
 import shutil
 from collections import deque
 from contextlib import nullcontext
@@ -23,14 +22,12 @@ import numpy as np
 from preprocess.atomic_io import atomic_path, atomic_write_bytes, remove_stale_temps
 from preprocess.video_depth import ndjson, rawfiles
 from preprocess.video_depth.frames import Sampling, iter_sampled_frames, plan_sampling, probe_video
+from preprocess.video_depth.model import check_encoder
 from preprocess.video_depth.pointcloud import write_point_csv
 from preprocess.video_depth.regions import RegionLabeler, annotation_dir
 from preprocess.video_depth.state import check_resumable, load_state, save_state
 from preprocess.video_depth.vis import Mp4Writer, colorize, preview_payload, to_uint8
 
-log = logging.getLogger(__name__)
-
-ENCODERS = ("vits", "vitb", "vitl")
 # Sampled frames replayed through the model before a resumed stretch, so the temporal context (and the
 # batch alignment anchor, frame 0) is rebuilt: frame 0 plus the last WARMUP frames before the stretch.
 WARMUP = 32
@@ -81,8 +78,7 @@ def run_video_depth_anything(
     Returns Annolid's dict of absolute paths: ``output_dir``, ``depth_visualization``, ``depth_frames``,
     ``depth_ndjson``, ``npz``, ``exr`` (the folder), ``point_cloud_csv`` (keys present as Annolid's).
     """
-    if encoder not in ENCODERS:
-        raise ValueError(f"unknown encoder {encoder!r}; use one of {', '.join(ENCODERS)}")
+    check_encoder(encoder)
     info = probe_video(input_video)
     out = Path(output_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
