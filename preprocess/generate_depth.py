@@ -172,13 +172,15 @@ def verify_outputs(out: Path, images: list[Path], num_samples: int) -> VerifyRep
 def generate_depth(images_dir: str | Path, output_dir: str | Path, *, backend: str = "transformers",
                    model: str = DEFAULT_MODEL, space: str = DEFAULT_SPACE, hf_token: str | None = None,
                    device: str = "auto", batch_size: int = 1, overwrite: bool = False, shard: str | None = None,
-                   verify: bool = False, num_samples: int = 5, quiet: bool = False) -> Summary:
+                   verify: bool = False, num_samples: int = 5, quiet: bool = False, checkpoint_root: str | None = None,
+                   input_size: int = 518, fp32: bool = False) -> Summary:
     """Write 16-bit depth PNGs + depth_meta.json for every image in ``images_dir`` (or shard ``"K/N"`` of them).
 
     Raises :class:`InputError` (bad folder/shard), :class:`BackendError` (backend cannot run) or
     :class:`DepthFileError` (output folder holds another model's priors). Per-image failures, a stopped
     run and verification problems are reported in the returned :class:`Summary` (``summary.ok``).
     Shows a progress bar and prints the summary unless ``quiet``; per-image warnings always go to stderr.
+    ``checkpoint_root``, ``input_size`` and ``fp32`` configure the vda backend (preprocess/backends/vda.py).
     """
     start = time.perf_counter()
     images_dir = Path(images_dir)
@@ -186,7 +188,8 @@ def generate_depth(images_dir: str | Path, output_dir: str | Path, *, backend: s
     check_unique_stems(images)
     k, n = parse_shard(shard)
     runner = make_backend(backend, BackendOptions(model=model, device=device, batch_size=batch_size,
-                                                  space=space, hf_token=hf_token))
+                                                  space=space, hf_token=hf_token, checkpoint_root=checkpoint_root,
+                                                  input_size=input_size, fp32=fp32, work_dir=Path(output_dir)))
     if runner.normalization == "per_sequence" and n > 1:
         raise InputError(f"--shard {shard}: the {backend} backend treats the folder as one sequence; run one job")
     mine = select_shard(images, (k, n))
@@ -267,12 +270,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images_dir", metavar="IMAGES_DIR")
     p.add_argument("output_dir", metavar="OUTPUT_DIR")
     p.add_argument("--backend", choices=sorted(BACKENDS), default="transformers",
-                   help="transformers: local model (default); space: the public Hugging Face Space")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="transformers: hub id or local folder (default %(default)s)")
+                   help="transformers: local model (default); space: the public Hugging Face Space; "
+                        "vda: Video Depth Anything, the sorted images are one video")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="transformers: hub id or local folder (default %(default)s); "
+                                                          "vda: vits (default), vitb, vitl, metric_vits, ...")
     p.add_argument("--space", default=DEFAULT_SPACE, help="space: Space id or URL (default %(default)s)")
     p.add_argument("--hf-token", default=None, help="Hugging Face token (default: $HF_TOKEN for hub ids only)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=1, help="transformers: images per forward pass")
+    p.add_argument("--checkpoint-root", default=None,
+                   help="vda: folder of the .pth checkpoints (default $S3DGS_CHECKPOINT_ROOT or the user cache)")
+    p.add_argument("--input-size", type=int, default=518, help="vda: short side of the network input")
+    p.add_argument("--fp32", action="store_true", help="vda: float32 on CUDA too (default fp16 there)")
     p.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     p.add_argument("--shard", default=None, metavar="K/N", help="process only shard K of N (cluster arrays)")
     p.add_argument("--verify", action="store_true", help="check sample outputs afterwards")
@@ -287,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = generate_depth(args.images_dir, args.output_dir, backend=args.backend, model=args.model,
                                  space=args.space, hf_token=args.hf_token,
                                  device=args.device, batch_size=args.batch_size, overwrite=args.overwrite,
-                                 shard=args.shard, verify=args.verify, num_samples=args.num_samples, quiet=args.quiet)
+                                 shard=args.shard, verify=args.verify, num_samples=args.num_samples, quiet=args.quiet,
+                                 checkpoint_root=args.checkpoint_root, input_size=args.input_size, fp32=args.fp32)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -47,6 +47,7 @@ DEFAULT_SPACE = "depth-anything/Depth-Anything-V2"
 BACKENDS: dict[str, str] = {
     "transformers": "preprocess.backends.hf_transformers:TransformersBackend",
     "space": "preprocess.backends.space:SpaceBackend",
+    "vda": "preprocess.backends.vda:VDABackend",
 }
 
 
@@ -67,6 +68,10 @@ class BackendOptions:
     batch_size: int = 1
     space: str = DEFAULT_SPACE          # space: Space id or URL
     hf_token: str | None = None         # sent only when given (or HF_TOKEN set for a Space id)
+    checkpoint_root: str | None = None  # vda: folder of the .pth checkpoints (default: preprocess.weights)
+    input_size: int = 518               # vda: short side of the network input
+    fp32: bool = False                  # vda: no fp16 autocast on CUDA
+    work_dir: Path | None = None        # resumable intermediate files (the output folder)
 
 
 @dataclass

@@ -1,0 +1,108 @@
+"""Frames/s and peak memory of Video Depth Anything batch and streaming inference on this CPU.
+
+The vits architecture (random weights: timing does not depend on them) runs on synthetic clips through
+``infer_video_depth`` (batch: 32-frame windows every 22 frames) and ``stream_video_depth`` (one frame
+per step, cached temporal states). Each (mode, clip length) runs in its own process so its peak RSS is
+its own. Batch mode holds the input clip and the output depths (the API's arrays), so its memory grows
+with the clip; streaming reads frames from a generator and keeps only a running statistic of the
+outputs, so its memory must stay flat. Printed beside the compute limit: measured fp32 matmul GFLOP/s
+and the model FLOPs per frame (``torch.utils.flop_counter``; batch mode computes 32 frames per 22).
+
+Usage: ``python benchmarks/bench_video_depth.py [--frames 64 256] [--height 720 --width 1280]
+[--input-size 518] [--modes batch stream]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_depth_throughput import matmul_gflops  # noqa: E402  (this folder is on sys.path)
+from preprocess.video_depth import VideoDepthAnything, infer_video_depth, stream_video_depth  # noqa: E402
+from preprocess.video_depth.inference import STEP, WINDOW, network_size  # noqa: E402
+from preprocess.video_depth.testing import random_state_dict, synthetic_clip  # noqa: E402
+
+
+def vits_model() -> VideoDepthAnything:
+    model = VideoDepthAnything("vits")
+    model.load_state_dict(random_state_dict("vits", seed=0), strict=True)
+    return model.eval()
+
+
+def flops_per_frame(model: VideoDepthAnything, height: int, width: int, input_size: int) -> float:
+    """FLOPs of one 32-frame window forward pass, divided by 32."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    h, w = network_size(height, width, input_size)
+    x = torch.zeros(1, WINDOW, 3, h, w)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops() / WINDOW
+
+
+def worker(mode: str, n: int, height: int, width: int, input_size: int) -> dict:
+    """One measurement in this process: wall time and peak RSS (whole process, model included)."""
+    model = vits_model()
+    if mode == "batch":
+        frames = synthetic_clip(n, height, width)
+        start = time.perf_counter()
+        depth = infer_video_depth(model, frames, input_size=input_size)
+        seconds = time.perf_counter() - start
+        checksum = float(depth.mean())
+    else:
+        clip = (synthetic_clip(1, height, width, seed=i)[0] for i in range(n))
+        start = time.perf_counter()
+        checksum = 0.0
+        for depth in stream_video_depth(model, clip, input_size=input_size):
+            checksum += float(depth.mean()) / n
+        seconds = time.perf_counter() - start
+    return {"mode": mode, "frames": n, "seconds": seconds, "fps": n / seconds, "checksum": checksum,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, nargs="+", default=[64, 256], help="clip lengths")
+    parser.add_argument("--height", type=int, default=720)
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--input-size", type=int, default=518)
+    parser.add_argument("--modes", nargs="+", choices=["batch", "stream"], default=["batch", "stream"])
+    parser.add_argument("--worker", nargs=2, metavar=("MODE", "FRAMES"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.height, args.width, args.input_size)))
+        return
+
+    h, w = network_size(args.height, args.width, args.input_size)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cpus, "
+          f"load average {os.getloadavg()[0]:.1f}; frames {args.width}x{args.height} -> network {w}x{h}")
+    rate = matmul_gflops()
+    flops = flops_per_frame(vits_model(), args.height, args.width, args.input_size)
+    limit_fps = rate * 1e9 / flops
+    print(f"matmul fp32: {rate:.0f} GFLOP/s; vits: {flops / 1e9:.1f} GFLOP/frame; compute limit "
+          f"{limit_fps:.3f} network frames/s (batch computes 32 frames per 22 of video)")
+    for mode in args.modes:
+        for n in args.frames:
+            cmd = [sys.executable, __file__, "--worker", mode, str(n), "--height", str(args.height),
+                   "--width", str(args.width), "--input-size", str(args.input_size)]
+            r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+            computed = math.ceil(n / STEP) * WINDOW if mode == "batch" else n  # frames through the network
+            limit = limit_fps * n / computed
+            print(f"{mode:6s} {n:4d} frames: {r['fps']:.3f} frames/s ({r['seconds']:.0f} s) = "
+                  f"{r['fps'] / limit:.2f} of the limit; peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Streaming inference with the official semantics: one frame at a time, cached temporal states.
+
+Each frame's temporal states (the normed inputs of the 8 temporal attention sub-blocks) are cached.
+A new frame attends to 31 cached frames: the first two cache slots and the last 29. The first frame's
+states fill all 32 slots; once the cache holds 42 entries (from frame 11 on), the entry in slot 1 is
+dropped for every frame added, so the context is frame 0, the frame 41 back, and the last 29 frames,
+mimicking the batch keyframes. The cache never grows beyond 42 frames' states. There is no scale/shift
+alignment: each frame's output is used as is, so results differ from batch mode by design.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from preprocess.video_depth.inference import (INTERP, OVERLAP, STEP, WINDOW, network_size, place_model,
+                                              precision, preprocess_frame, upsample)
+from preprocess.video_depth.model import VideoDepthAnything
+
+CONTEXT_HEAD = 2  # cache slots always kept at the front (frame 0 and an old keyframe)
+CACHE_LIMIT = 2 * STEP - (OVERLAP - INTERP)  # 42 cached frames at most (official gap 41, plus one)
+
+
+class VideoDepthStream:
+    """Per-video streaming state. ``step(frame)``: uint8 RGB ``[H, W, 3]`` -> float32 depth ``[H, W]``.
+
+    All frames must have the first frame's size (the network size is fixed by it).
+    """
+
+    def __init__(self, model: VideoDepthAnything, *, input_size: int = 518, fp32: bool = True,
+                 device: str | torch.device | None = None):
+        self.model, self.input_size, self.fp32 = model, input_size, fp32
+        self.device = place_model(model, device)
+        self.frame_shape: tuple[int, int] | None = None
+        self.cache: list[list[torch.Tensor]] = []  # per cached frame: its 8 temporal states
+        self.frames_seen = 0
+
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes held by distinct cached state tensors."""
+        distinct = {id(t): t for entry in self.cache for t in entry}
+        return sum(t.numel() * t.element_size() for t in distinct.values())
+
+    def step(self, frame: np.ndarray) -> np.ndarray:
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"frame must be uint8 RGB [H, W, 3], got {frame.dtype} {frame.shape}")
+        if self.frame_shape is None:
+            self.frame_shape = frame.shape[:2]
+        elif frame.shape[:2] != self.frame_shape:
+            raise ValueError(f"frame {self.frames_seen} is {frame.shape[1]}x{frame.shape[0]}, but the stream "
+                             f"started at {self.frame_shape[1]}x{self.frame_shape[0]}; all frames need one size")
+        height, width = self.frame_shape
+        x = preprocess_frame(frame, network_size(height, width, self.input_size))[None, None].to(self.device)
+        context = None
+        if self.cache:
+            entries = self.cache[:CONTEXT_HEAD] + self.cache[-(WINDOW - 1 - CONTEXT_HEAD):]
+            context = [torch.cat(states, dim=1) for states in zip(*entries)]
+        with torch.no_grad(), precision(self.device, self.fp32):
+            depth, states = self.model.forward_with_states(x, context)
+        if self.cache:
+            self.cache.append(states)
+        else:
+            self.cache = [states] * WINDOW
+        if len(self.cache) > CACHE_LIMIT:
+            del self.cache[1]
+        self.frames_seen += 1
+        return upsample(depth[0], height, width)[0]
+
+
+def stream_video_depth(model: VideoDepthAnything, frames: Iterable[np.ndarray], *, input_size: int = 518,
+                       fp32: bool = True, device: str | torch.device | None = None) -> Iterator[np.ndarray]:
+    """Depth ``[H, W]`` float32 for each uint8 RGB frame ``[H, W, 3]``, one at a time (official streaming
+    semantics); memory stays flat in the video length. Relative models give inverse depth whose scale
+    may drift slowly over a long video (no alignment); metric models give metres."""
+    stream = VideoDepthStream(model, input_size=input_size, fp32=fp32, device=device)
+    for frame in frames:
+        yield stream.step(frame)
