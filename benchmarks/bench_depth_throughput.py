@@ -4,13 +4,16 @@ Builds the Depth Anything V2 Small architecture with random weights (timing does
 weights), saves it like a hub checkpoint and loads it through ``TransformersBackend`` (the code path
 of ``generate_depth --backend transformers``). Prints, from one run:
 
-* fp32 matmul GFLOP/s of this machine (best of several 2048^3 products, all torch threads);
 * FLOPs per 518x518 image (counted with ``torch.utils.flop_counter.FlopCounterMode``);
-* the compute limit ``FLOPs / matmul rate`` in s/image;
-* s/image and images/s of plain eager transformers (reference) and of our backend (preprocessing,
-  forward, upsampling), each as a multiple of the limit.
+* fp32 matmul GFLOP/s of this machine (best 2048^3 product) and the compute limit ``FLOPs / rate``;
+* s/image of plain transformers (``from_pretrained`` + ``torch.no_grad`` forward: the reference) and
+  of our backend on 518x518 PNGs (decode, preprocessing, forward, upsampling), as multiples of the limit.
 
-Usage: ``python benchmarks/bench_depth_throughput.py [--images 6] [--size 518] [--batch-size 1]``
+Two clocks, interleaved runs (reference and backend alternate, so load changes hit both):
+``wall`` with all torch threads (what a user sees), and ``cpu`` = process CPU time with one thread
+(robust to other processes sharing the cores; compared with the one-thread matmul rate).
+
+Usage: ``python benchmarks/bench_depth_throughput.py [--repeats 5] [--size 518] [--batch-size 1]``
 """
 
 from __future__ import annotations
@@ -50,20 +53,21 @@ def save_v2_small(dst: Path, size: int) -> Path:
     return dst
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 8) -> float:
-    """Best fp32 matmul rate over ``repeats`` products of ``n x n`` matrices, in GFLOP/s."""
+def matmul_gflops(clock, n: int = 2048, repeats: int = 6) -> float:
+    """Best fp32 matmul rate over ``repeats`` products of ``n x n`` matrices, in GFLOP/s, on ``clock``."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = clock()
         torch.mm(a, b)
-        best = min(best, time.perf_counter() - t)
+        best = min(best, clock() - t)
     return 2 * n ** 3 / best / 1e9
 
 
 def count_flops(model: torch.nn.Module, size: int) -> float:
-    """FLOPs of one forward pass on a ``size x size`` image."""
+    """FLOPs of one forward pass on a ``size x size`` image. Load the model with ``attn_implementation="eager"``:
+    FlopCounterMode does not count the CPU flash-attention kernel that sdpa uses (~35 GFLOP here)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     x = torch.randn(1, 3, size, size)
@@ -72,63 +76,71 @@ def count_flops(model: torch.nn.Module, size: int) -> float:
     return float(counter.get_total_flops())
 
 
-def best_time(fn, repeats: int) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` calls (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
+def interleaved(fns: dict, repeats: int, clock) -> dict[str, float]:
+    """Median time per call of each function, calling them in turn ``repeats`` times after one warm-up each."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t = clock()
+            n = fn()
+            times[k].append((clock() - t) / n)
+    return {k: float(np.median(v)) for k, v in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=6, help="timed images per variant")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per variant and clock")
     parser.add_argument("--size", type=int, default=518)
     parser.add_argument("--batch-size", type=int, default=1)
     args = parser.parse_args()
     from transformers import AutoModelForDepthEstimation
+    from transformers.utils import logging as hf_logging
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cpus, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    hf_logging.disable_progress_bar()
+    threads = torch.get_num_threads()
+    print(f"torch {torch.__version__}, {threads} threads, {os.cpu_count()} cpus, "
+          f"load average {os.getloadavg()[0]:.1f} (1 min)")
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = save_v2_small(Path(tmp) / "da2_small", args.size)
-        img_dir = Path(tmp) / "images"
-        img_dir.mkdir()
         rng = np.random.default_rng(0)
         paths = []
-        for i in range(args.images):
-            paths.append(img_dir / f"{i:03d}.png")
+        for i in range(args.batch_size):
+            paths.append(Path(tmp) / f"{i:03d}.png")
             Image.fromarray(rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)).save(paths[-1])
 
-        eager = AutoModelForDepthEstimation.from_pretrained(model_dir, attn_implementation="eager").eval()
-        flops = count_flops(eager, args.size)
-        rate = matmul_gflops()
-        limit = flops / (rate * 1e9)
-        print(f"matmul fp32: {rate:.0f} GFLOP/s; model: {flops / 1e9:.1f} GFLOP/image at {args.size}x{args.size}; "
-              f"compute limit {limit:.3f} s/image")
-
-        x = torch.randn(1, 3, args.size, args.size)
-
-        def run_eager() -> None:
-            with torch.no_grad():
-                eager(pixel_values=x)
-
-        t_eager = best_time(run_eager, args.images)
-        print(f"eager transformers forward (reference): {t_eager:.3f} s/image = {t_eager / limit:.2f}x limit")
-        del eager
-
+        flops = count_flops(AutoModelForDepthEstimation.from_pretrained(model_dir, attn_implementation="eager"),
+                            args.size)
+        plain = AutoModelForDepthEstimation.from_pretrained(model_dir).eval()
+        flops_seen_with_sdpa = count_flops(plain, args.size)
         backend = TransformersBackend(str(model_dir), device="cpu", batch_size=args.batch_size)
         backend.open()
-        list(backend.predict(paths[:1]))  # warm-up
-        t = time.perf_counter()
-        results = list(backend.predict(paths))
-        t_backend = (time.perf_counter() - t) / len(results)
-        assert all(r.depth is not None and r.depth.shape == (args.size, args.size) for r in results)
-        print(f"TransformersBackend (decode + preprocess + forward + upsample, batch {args.batch_size}): "
-              f"{t_backend:.3f} s/image = {1 / t_backend:.2f} images/s = {t_backend / limit:.2f}x limit")
+        x = torch.randn(args.batch_size, 3, args.size, args.size)
+
+        def run_plain() -> int:
+            with torch.no_grad():
+                plain(pixel_values=x)
+            return args.batch_size
+
+        def run_backend() -> int:
+            results = list(backend.predict(paths))
+            assert all(r.depth is not None and r.depth.shape == (args.size, args.size) for r in results)
+            return len(results)
+
+        print(f"model: Depth Anything V2 Small architecture, {flops / 1e9:.1f} GFLOP/image at {args.size}x{args.size} "
+              f"incl. attention ({flops_seen_with_sdpa / 1e9:.1f} without the attention matmuls), "
+              f"batch {args.batch_size}")
+        for label, n_threads, clock in (("wall", threads, time.perf_counter), ("cpu", 1, time.process_time)):
+            torch.set_num_threads(n_threads)
+            rate = matmul_gflops(clock)
+            limit = flops / (rate * 1e9)
+            t = interleaved({"plain": run_plain, "backend": run_backend}, args.repeats, clock)
+            print(f"[{label}, {n_threads} thread(s)] matmul {rate:.0f} GFLOP/s -> limit {limit:.3f} s/image; "
+                  f"plain transformers {t['plain']:.3f} s/image ({t['plain'] / limit:.2f}x limit); "
+                  f"TransformersBackend {t['backend']:.3f} s/image = {1 / t['backend']:.2f} images/s "
+                  f"({t['backend'] / limit:.2f}x limit)")
+        torch.set_num_threads(threads)
         print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

@@ -1,4 +1,6 @@
-"""Download depth model weights: ``python -m preprocess.download_weights --all | --model NAME ... | --list [--dest DIR]``.
+"""Download depth model weights.
+
+``python -m preprocess.download_weights --all | --model NAME ... | --list [--dest DIR]``.
 
 Names, aliases and repos are in :data:`preprocess.weights.MODELS` (``--list`` prints them).
 Transformers models go to the Hugging Face cache; Video Depth Anything checkpoints to

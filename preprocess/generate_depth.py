@@ -99,6 +99,8 @@ def prepare_output_dir(output_dir: str | Path, images_dir: Path) -> tuple[Path, 
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
+        if created and out.is_dir():
+            out.rmdir()
         raise InputError(f"{out}: output folder is not writable ({e.strerror or e}); "
                          "choose a folder you can write to") from None
     return out, created
@@ -161,7 +163,8 @@ def verify_outputs(out: Path, images: list[Path], num_samples: int) -> VerifyRep
         report.lines.append(f"  {path.name}: {png.shape[1]}x{png.shape[0]} uint16, values {png.min()}..{png.max()} "
                             f"mean {png.mean():.0f}, {len(set(png.ravel().tolist()))} levels, "
                             f"{meta.kind if meta else '?'} {rec.get('min', float('nan')):.4g}.."
-                            f"{rec.get('max', float('nan')):.4g}" + (f"  PROBLEM: {'; '.join(problems)}" if problems else ""))
+                            f"{rec.get('max', float('nan')):.4g}"
+                            + (f"  PROBLEM: {'; '.join(problems)}" if problems else ""))
         report.problems += [f"{path}: {p}" for p in problems]
     return report
 
@@ -176,6 +179,7 @@ def generate_depth(images_dir: str | Path, output_dir: str | Path, *, backend: s
     Raises :class:`InputError` (bad folder/shard), :class:`BackendError` (backend cannot run) or
     :class:`DepthFileError` (output folder holds another model's priors). Per-image failures, a stopped
     run and verification problems are reported in the returned :class:`Summary` (``summary.ok``).
+    Shows a progress bar and prints the summary unless ``quiet``; per-image warnings always go to stderr.
     ``checkpoint_root``, ``input_size`` and ``fp32`` configure the vda backend (preprocess/backends/vda.py).
     """
     start = time.perf_counter()
@@ -214,7 +218,8 @@ def _run(runner: DepthBackend, mine: list[Path], out: Path, overwrite: bool, sha
     existing = DepthMeta.load(out)
     if existing is not None and (existing.backend, existing.model) != (runner.name, runner.model) and not overwrite:
         raise DepthFileError(f"{out / META_NAME}: holds {existing.backend} priors from {existing.model}, this run "
-                             f"makes {runner.name} priors from {runner.model}; use another output folder or --overwrite")
+                             f"makes {runner.name} priors from {runner.model}; use another output folder or "
+                             "--overwrite")
     pending = list(mine) if overwrite else [p for p in mine if not is_done(out, p, existing)]
     if runner.normalization == "per_sequence" and pending:
         pending = list(mine)
@@ -236,6 +241,8 @@ def _run(runner: DepthBackend, mine: list[Path], out: Path, overwrite: bool, sha
                         summary.failed[result.path.name] = result.error
                         bar.write(f"warning: {result.error}", file=sys.stderr)
                         continue
+                    if "warning" in result.info:
+                        bar.write(f"warning: {result.path}: {result.info['warning']}", file=sys.stderr)
                     vmin, vmax = result.value_range or (None, None)
                     png, lo, hi = quantize(result.depth, vmin, vmax)
                     write_depth_png(out / f"{result.path.stem}.png", png)

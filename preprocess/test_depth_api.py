@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                 for i, r in enumerate(info["returns"]):
                     print(f"  output {i}: {r.get('component')} {r.get('label')!r} -> {r['python_type']['type']}")
                 upload, size = backend._upload_file(image)
-                outputs = backend.client.submit(image=_handle(upload), api_name=ENDPOINT).result(timeout=backend.timeout_s)
+                job = backend.client.submit(image=_handle(upload), api_name=ENDPOINT)
+                outputs = job.result(timeout=backend.timeout_s)
                 print(f"sent {image.name} ({size[1]}x{size[0]}); got {type(outputs).__name__} of {len(outputs)}:")
                 for i, item in enumerate(outputs):
                     print(f"  output {i}: {describe(item)}")

@@ -74,7 +74,8 @@ def resolve(name: str) -> ModelEntry:
     for entry in MODELS:
         if key in (entry.name, entry.repo.lower(), *entry.aliases):
             return entry
-    raise WeightsError(f"unknown model {name!r}; list the known ones with: python -m preprocess.download_weights --list")
+    raise WeightsError(f"unknown model {name!r}; list the known ones with: "
+                       "python -m preprocess.download_weights --list")
 
 
 def resolve_root(root: str | os.PathLike | None = None) -> Path:

@@ -80,7 +80,7 @@ class DepthResult:
 
     ``depth``: float32 ``[H, W]`` in the model's units, ``None`` when ``error`` is set.
     ``value_range``: ``(min, max)`` to quantise with (per-sequence backends); ``None`` = the map's own.
-    ``info``: extra fields stored in this image's depth_meta.json entry.
+    ``info``: extra fields stored in this image's depth_meta.json entry; an ``info["warning"]`` is also shown.
     """
 
     path: Path

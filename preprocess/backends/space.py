@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from preprocess.backends import BackendError, BackendOptions, DepthBackend, DepthResult, RunStopped
-from preprocess.images import ImageReadError, load_rgb, open_oriented
+from preprocess.images import ImageReadError, open_oriented, to_rgb8
 
 ENDPOINT = "/on_submit"
 TRANSIENT_IN_A_ROW = 3  # this many images lost to network errors in a row: the Space is gone, stop
@@ -66,7 +66,8 @@ def check_api(info: dict[str, Any], space: str) -> None:
         problem = f"no {ENDPOINT} endpoint (has: {', '.join(info.get('named_endpoints', {})) or 'none'})"
     elif len(endpoint.get("parameters", [])) != 1:
         problem = f"{ENDPOINT} takes {len(endpoint['parameters'])} inputs, expected 1 image"
-    elif len(endpoint.get("returns", [])) != 3 or endpoint["returns"][2].get("python_type", {}).get("type") != "filepath":
+    elif (len(endpoint.get("returns", [])) != 3
+          or endpoint["returns"][2].get("python_type", {}).get("type") != "filepath"):
         problem = f"{ENDPOINT} returns {len(endpoint.get('returns', []))} outputs, expected 3 ending with a file"
     if problem:
         raise BackendError(f"Space {space}: its API changed ({problem}); use --backend transformers, "
@@ -92,7 +93,6 @@ class SpaceBackend(DepthBackend):
         self.connect_timeout_s = connect_timeout_s
         self.client: Any = None
         self.tmp: Path | None = None
-        self.warnings: list[str] = []
 
     @classmethod
     def from_options(cls, options: BackendOptions) -> "SpaceBackend":
@@ -179,13 +179,14 @@ class SpaceBackend(DepthBackend):
 
     def _upload_file(self, path: Path) -> tuple[Path, tuple[int, int]]:
         """The file to send and the expected output ``(H, W)``: the original when the Space would see the same
-        8-bit RGB pixels, else a lossless PNG of :func:`load_rgb` (EXIF applied, 16-bit/alpha/palette converted)."""
+        8-bit RGB pixels, else a lossless PNG of the pixels :func:`load_rgb` gives (EXIF applied, 16-bit, alpha
+        and palette converted)."""
         im = open_oriented(path)
         with Image.open(path) as raw:
             as_is = raw.format in ("JPEG", "PNG") and raw.mode == "RGB" and raw.getexif().get(0x0112, 1) == 1
         if as_is:
             return path, (im.height, im.width)
-        rgb = load_rgb(path)
+        rgb = to_rgb8(im)
         assert self.tmp is not None
         out = self.tmp / f"{path.stem}.png"
         Image.fromarray(rgb).save(out)
@@ -239,7 +240,6 @@ class SpaceBackend(DepthBackend):
                 raise _ImageFailed(f"{path}: the Space returned no readable depth PNG", transient=False)
             info["output"] = "gray8"
             info["warning"] = "16-bit raw output missing; used the 8-bit per-image-normalised map"
-            self.warnings.append(f"{path.name}: {info['warning']}")
         depth = raw.astype(np.float32)
         if depth.shape != size:
             info["resized_from"] = [depth.shape[1], depth.shape[0]]
@@ -256,7 +256,8 @@ class SpaceBackend(DepthBackend):
             return None
         response = httpx.get(item["url"], headers=self.client.headers, cookies=self.client.cookies,
                              follow_redirects=True, timeout=60.0)
-        response.raise_for_status()
+        if response.is_error:  # the file is gone or refused: let the caller fall back (network errors raise)
+            return None
         return decode_png16(response.content)
 
 

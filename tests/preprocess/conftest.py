@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,8 @@ def fake_space_url(tmp_path_factory) -> str:
     proc = subprocess.Popen([sys.executable, str(HERE / "fake_depth_space.py")], stdout=subprocess.PIPE,
                             text=True, env=env)
     try:
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        assert ready, "fake Space did not print its URL within 120 s"
         line = proc.stdout.readline().strip()
         assert line.startswith("FAKE_SPACE_URL="), f"fake Space did not start: {line!r}"
         yield line.split("=", 1)[1]

@@ -9,7 +9,8 @@ Failure injection is keyed on the top-left pixel of the uploaded image, so one s
 
 * magenta ``(255, 0, 255)``: the app raises (generic ``AppError`` on the client, every attempt);
 * yellow ``(255, 255, 0)``: the first attempt for that image raises, later ones succeed (retry path);
-* cyan ``(0, 255, 255)``: a ZeroGPU-style quota ``gr.Error``.
+* cyan ``(0, 255, 255)``: a ZeroGPU-style quota ``gr.Error``;
+* blue ``(0, 0, 255)``: the "raw" file is an 8-bit PNG (a Space whose 16-bit output broke).
 
 Run as a script it binds 127.0.0.1 on a free port and prints ``FAKE_SPACE_URL=<url>``.
 """
@@ -29,7 +30,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-MAGENTA, YELLOW, CYAN = (255, 0, 255), (255, 255, 0), (0, 255, 255)
+MAGENTA, YELLOW, CYAN, BLUE = (255, 0, 255), (255, 255, 0), (0, 255, 255), (0, 0, 255)
 QUOTA_MESSAGE = "You have exceeded your GPU quota (60s requested vs. 56s left). Try again in 0:09:48"
 
 
@@ -63,7 +64,7 @@ def build(scale: float = 1000.0, show_error: bool = False):
         depth = fake_disparity(image[..., :3], scale)
         fd, raw_path = tempfile.mkstemp(suffix=".png", dir=tmp)
         os.close(fd)
-        Image.fromarray(depth.astype("uint16")).save(raw_path)
+        Image.fromarray(depth.astype("uint16") if corner != BLUE else np.zeros(depth.shape, np.uint8)).save(raw_path)
         span = float(depth.max() - depth.min()) or 1.0
         gray = ((depth - depth.min()) / span * 255.0).astype(np.uint8)
         fd, gray_path = tempfile.mkstemp(suffix=".png", dir=tmp)

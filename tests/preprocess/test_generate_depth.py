@@ -14,7 +14,7 @@ from fake_depth_space import fake_disparity
 from preprocess import generate_depth
 from preprocess.atomic_io import TEMP_PREFIX
 from preprocess.depth_png import DepthMeta, quantize, read_depth_png
-from preprocess.images import load_rgb
+from preprocess.images import InputError, load_rgb
 
 UNREACHABLE = "http://127.0.0.1:9/"
 
@@ -140,3 +140,31 @@ def test_bad_input_one_line_error_no_output(tmp_path, repo_env, python):
             (args, r.stderr)
         assert not (tmp_path / "out").exists()
     assert sorted(p.name for p in (tmp_path / "ok").iterdir()) == ["a.png"]
+
+
+def test_ctrl_c_keeps_finished_work(tmp_path, fake_space_url, repo_env, python):
+    src, out = tmp_path / "in", tmp_path / "out"
+    names = [f"f{i:02d}.png" for i in range(24)]
+    make_images(src, names, seed=300)
+    proc = start_space_run(python, repo_env, src, out, fake_space_url, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while len(list(out.glob("f*.png"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    assert "interrupted: finished outputs are kept; rerun the same command to resume" in proc.stderr.read()
+    written = sorted(p.stem for p in out.glob("f*.png"))
+    assert 2 <= len(written) < len(names)
+    assert sorted(DepthMeta.load(out).images) == written           # entries flushed on the way out
+    assert not list(out.glob(TEMP_PREFIX + "*"))
+
+
+def test_function_and_module_share_one_name():
+    import importlib
+
+    import preprocess
+
+    module = importlib.import_module("preprocess.generate_depth")
+    assert preprocess.generate_depth is module and callable(module) and callable(module.main)
+    with pytest.raises(InputError, match="does not exist"):
+        preprocess.generate_depth("/nonexistent/images", "/nonexistent/out")   # the call reaches the function

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from depth_test_images import write_rgb
-from fake_depth_space import CYAN, MAGENTA, YELLOW, fake_disparity
+from fake_depth_space import BLUE, CYAN, MAGENTA, YELLOW, fake_disparity
 from preprocess import generate_depth
 from preprocess.atomic_io import TEMP_PREFIX
 from preprocess.backends import BackendError
@@ -121,3 +121,44 @@ def test_test_depth_api_cli(fake_space_url, repo_env, python):
     r = subprocess.run([python, "-m", "preprocess.test_depth_api", "--space", "http://127.0.0.1:9/"], env=repo_env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and r.stderr.startswith("error: cannot reach Space")
+
+
+def test_falls_back_to_gray_with_a_warning(tmp_path, fake_space_url, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    write_rgb(src / "g.png", seed=11, corner=BLUE)
+    summary = generate_depth(src, tmp_path / "out", backend="space", space=fake_space_url, quiet=True)
+    assert summary.ok
+    assert "g.png: 16-bit raw output missing; used the 8-bit per-image-normalised map" in capsys.readouterr().err
+    rec = DepthMeta.load(tmp_path / "out").images["g"]
+    depth = fake_disparity(load_rgb(src / "g.png"))
+    gray = ((depth - depth.min()) / (depth.max() - depth.min()) * 255.0).astype(np.uint8)   # the Space's recipe
+    assert (rec["output"], rec["min"], rec["max"]) == ("gray8", gray.min(), gray.max())
+    np.testing.assert_array_equal(read_depth_png(tmp_path / "out" / "g.png"), quantize(gray.astype(np.float32))[0])
+
+
+def test_silent_server_fails_fast_instead_of_hanging():
+    """A Space that accepts connections but never answers (building, asleep) hits the connection deadline."""
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/"
+        with pytest.raises(BackendError, match=r"did not answer within 1 s \(building or waking up\?\)"):
+            SpaceBackend(url, connect_timeout_s=1).open()
+
+
+def test_which_errors_are_retried():
+    import concurrent.futures
+
+    import httpx
+    from gradio_client.exceptions import AppError
+    from gradio_client.utils import QueueError, TooManyRequestsError
+
+    from preprocess.backends.space import is_transient
+
+    retried = [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), concurrent.futures.CancelledError(),
+               TimeoutError(), QueueError("Queue is full!"), TooManyRequestsError("429"), KeyError("unexpected_error")]
+    assert all(is_transient(e) for e in retried)
+    assert not any(is_transient(e) for e in (AppError("boom"), ValueError("api"), KeyError("other"), OSError(28)))

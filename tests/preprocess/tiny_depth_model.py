@@ -12,7 +12,7 @@ def save_tiny_depth_anything(dst: Path, metric: bool = False, size: int = 42, se
     from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
 
     backbone = Dinov2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                            image_size=size, patch_size=14, out_features=["stage1", "stage2"],
+                            image_size=size, patch_size=14, out_features=["stage1", "stage2"], layerscale_value=0.7,
                             reshape_hidden_states=False)
     config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=16,
                                  reassemble_factors=[2, 1], neck_hidden_sizes=[8, 16], fusion_hidden_size=8,
