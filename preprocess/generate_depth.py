@@ -189,7 +189,8 @@ def generate_depth(images_dir: str | Path, output_dir: str | Path, *, backend: s
     k, n = parse_shard(shard)
     runner = make_backend(backend, BackendOptions(model=model, device=device, batch_size=batch_size,
                                                   space=space, hf_token=hf_token, checkpoint_root=checkpoint_root,
-                                                  input_size=input_size, fp32=fp32, work_dir=Path(output_dir)))
+                                                  input_size=input_size, fp32=fp32, work_dir=Path(output_dir),
+                                                  quiet=quiet))
     if runner.normalization == "per_sequence" and n > 1:
         raise InputError(f"--shard {shard}: the {backend} backend treats the folder as one sequence; run one job")
     mine = select_shard(images, (k, n))

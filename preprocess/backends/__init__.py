@@ -72,6 +72,7 @@ class BackendOptions:
     input_size: int = 518               # vda: short side of the network input
     fp32: bool = False                  # vda: no fp16 autocast on CUDA
     work_dir: Path | None = None        # resumable intermediate files (the output folder)
+    quiet: bool = False                 # no progress bars of the backend's own
 
 
 @dataclass

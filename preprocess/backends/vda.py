@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -67,7 +68,8 @@ class VDABackend(DepthBackend):
     normalization = "per_sequence"
 
     def __init__(self, model: str = "vits", device: str = "auto", checkpoint_root: str | None = None,
-                 input_size: int = 518, fp32: bool = False, work_dir: str | Path | None = None) -> None:
+                 input_size: int = 518, fp32: bool = False, work_dir: str | Path | None = None,
+                 quiet: bool = False) -> None:
         entry = _resolve_vda(model)
         super().__init__(entry.name)
         self.encoder = entry.name.rsplit("_", 1)[1]
@@ -77,12 +79,13 @@ class VDABackend(DepthBackend):
             raise BackendError(f"--input-size {input_size}: must be at least 14")
         self.device_name, self.checkpoint_root, self.input_size = device, checkpoint_root, input_size
         self.fp32, self.work_dir = fp32, Path(work_dir) if work_dir is not None else None
+        self.quiet = quiet
         self.net: Any = None
 
     @classmethod
     def from_options(cls, options: BackendOptions) -> "VDABackend":
         return cls(options.model, options.device, options.checkpoint_root, options.input_size, options.fp32,
-                   options.work_dir)
+                   options.work_dir, options.quiet)
 
     def open(self) -> None:
         from preprocess.backends.hf_transformers import resolve_device
@@ -152,6 +155,8 @@ class VDABackend(DepthBackend):
 
     def _windows(self, frames: list[Path]) -> tuple[list[Path], Path]:
         """Raw network output of every window, computed or taken from the cache; returns the files and the cache."""
+        from tqdm import tqdm
+
         from preprocess.video_depth.inference import network_size, run_window, window_frames
 
         cache = self.work_dir / CACHE_DIR if self.work_dir is not None else Path(tempfile.mkdtemp(prefix="vda-"))
@@ -167,15 +172,17 @@ class VDABackend(DepthBackend):
         reader = FrameReader(frames)
         height, width = reader[0].shape[:2]
         size = network_size(height, width, self.input_size)
-        files = []
-        for k, indices in enumerate(window_frames(len(frames))):
-            files.append(cache / f"window_{k:05d}.npy")
-            if _readable(files[-1], size):
-                continue
-            depth = run_window(self.net, reader, indices, size, self.fp32, self.device).numpy()
-            self.calls += 1
-            with atomic_path(files[-1]) as tmp, open(tmp, "wb") as f:
-                np.save(f, depth)
+        plan = window_frames(len(frames))
+        files = [cache / f"window_{k:05d}.npy" for k in range(len(plan))]
+        with tqdm(total=len(files), unit="window", desc="vda windows (32 frames)", disable=self.quiet,
+                  file=sys.stderr, dynamic_ncols=True, leave=False) as bar:
+            for path, indices in zip(files, plan):
+                if not _readable(path, size):
+                    depth = run_window(self.net, reader, indices, size, self.fp32, self.device).numpy()
+                    self.calls += 1
+                    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                        np.save(f, depth)
+                bar.update(1)
         return files, cache
 
     def _stitched(self, windows: list[Path], frames: list[Path]) -> Iterator[np.ndarray]:
