@@ -58,3 +58,11 @@ def test_atomic_path_removes_temp_on_interrupt(tmp_path):
             tmp.write_bytes(b"half")
             raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_files_get_umask_permissions(tmp_path):
+    import os
+    from preprocess.atomic_io import FILE_MODE, atomic_write_bytes
+    atomic_write_bytes(tmp_path / "y.bin", b"data")
+    assert (tmp_path / "y.bin").read_bytes() == b"data"
+    assert os.stat(tmp_path / "y.bin").st_mode & 0o777 == FILE_MODE
