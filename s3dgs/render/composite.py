@@ -18,6 +18,7 @@ from .projection import ALPHA_THRESHOLD
 
 MAX_ALPHA = 0.999  # alpha is clamped to this
 T_EPS = 1e-4  # a pixel stops before the transmittance would fall to this or below
+SERIAL_WORK = 2_000_000  # below this many (pixel, intersection) pairs, one thread is faster than waking others
 # Gaussian row layout of the packed per-intersection parameters.
 _X, _Y, _CA, _CB, _CC, _OPAC, _SIGMA_CUT = range(7)
 
@@ -128,6 +129,18 @@ def _pack_params(means2d: Tensor, conics: Tensor, opacities: Tensor) -> np.ndarr
                      dim=1).contiguous().numpy()
 
 
+def _run_kernel(kernel, n_isects: int, tile_size: int, *args) -> None:
+    """Run a parallel kernel with torch's thread count (one knob for both), or serially for tiny workloads."""
+    threads = 1 if n_isects * tile_size * tile_size < SERIAL_WORK else min(torch.get_num_threads(),
+                                                                         numba.config.NUMBA_NUM_THREADS)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        kernel(*args)
+    finally:
+        numba.set_num_threads(previous)
+
+
 class _Composite(torch.autograd.Function):
     """Per-intersection inputs -> images (no background) and alphas."""
 
@@ -141,8 +154,8 @@ class _Composite(torch.autograd.Function):
         out_trans = np.empty((n_images, height, width))
         out_last = np.empty((n_images, height, width), np.int64)
         tiles_per_image = (offsets.shape[0] - 1) // n_images
-        _forward_kernel(params, colors64, offsets, width, height, tile_size, tile_width, tiles_per_image,
-                        out_colors, out_trans, out_last)
+        _run_kernel(_forward_kernel, len(params), tile_size, params, colors64, offsets, width, height, tile_size,
+                    tile_width, tiles_per_image, out_colors, out_trans, out_last)
         ctx.geometry = (params, colors64, offsets, width, height, tile_size, tile_width, tiles_per_image)
         ctx.out_trans, ctx.out_last = out_trans, out_last
         ctx.absgrad_sink = absgrad_sink
@@ -158,9 +171,9 @@ class _Composite(torch.autograd.Function):
         g_params = np.zeros((n_isects, 6))
         g_colors = np.zeros((n_isects, n_channels))
         g_abs = np.zeros((n_isects, 2))
-        _backward_kernel(*ctx.geometry, ctx.out_trans, ctx.out_last,
-                         v_render_colors.double().contiguous().numpy(),
-                         v_render_alphas[..., 0].double().contiguous().numpy(), g_params, g_colors, g_abs)
+        _run_kernel(_backward_kernel, n_isects, ctx.geometry[5], *ctx.geometry, ctx.out_trans, ctx.out_last,
+                    v_render_colors.double().contiguous().numpy(),
+                    v_render_alphas[..., 0].double().contiguous().numpy(), g_params, g_colors, g_abs)
         dtype = v_render_colors.dtype
         g_params = torch.from_numpy(g_params).to(dtype)
         if ctx.absgrad_sink is not None:
