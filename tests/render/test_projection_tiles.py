@@ -18,7 +18,8 @@ def test_projection_matches_gsplat_torch(scene, dtype, antialiased):
     torch.testing.assert_close(covars, ref_covars, rtol=1e-5, atol=1e-7)
 
     radii, means2d, depths, conics, comp = project_gaussians(
-        s["means"], covars, s["viewmats"], s["Ks"], 64, 48, calc_compensations=antialiased)
+        s["means"], s["viewmats"], s["Ks"], 64, 48, quats=s["quats"], scales=s["scales"],
+        calc_compensations=antialiased)
     ref_radii, ref_means2d, ref_depths, ref_conics, ref_comp = _fully_fused_projection(
         s["means"], ref_covars, s["viewmats"], s["Ks"], 64, 48, calc_compensations=antialiased)
 
@@ -42,8 +43,8 @@ def test_opacity_aware_radii_like_gsplat_cuda(scene):
     Gaussians below 1/255 are culled."""
     s = scene(200, n_cams=1)
     covars = quat_scale_to_covar(s["quats"], s["scales"])
-    plain = project_gaussians(s["means"], covars, s["viewmats"], s["Ks"], 40, 32)[0]
-    aware, means2d, _, conics, _ = project_gaussians(s["means"], covars, s["viewmats"], s["Ks"], 40, 32,
+    plain = project_gaussians(s["means"], s["viewmats"], s["Ks"], 40, 32, covars=covars)[0]
+    aware, means2d, _, conics, _ = project_gaussians(s["means"], s["viewmats"], s["Ks"], 40, 32, covars=covars,
                                                      opacities=s["opacities"])
     assert (aware <= plain).all() and (aware < plain).any()
     assert (aware[0, -4] == 0).all() and (plain[0, -4] > 0).all()  # opacity 0.001 < 1/255
@@ -60,8 +61,8 @@ def test_opacity_aware_radii_like_gsplat_cuda(scene):
 
 def test_tile_intersections_match_gsplat_torch(scene):
     s = scene(300, n_cams=2, dtype=torch.float32, width=64, height=48)
-    covars = quat_scale_to_covar(s["quats"], s["scales"])
-    radii, means2d, depths, _, _ = project_gaussians(s["means"], covars, s["viewmats"], s["Ks"], 64, 48)
+    radii, means2d, depths, _, _ = project_gaussians(s["means"], s["viewmats"], s["Ks"], 64, 48, quats=s["quats"],
+                                                     scales=s["scales"])
     tile_w, tile_h = n_tiles(64, 48, 16)
     assert (tile_w, tile_h) == (4, 3)
     ref_tpg, ref_isect_ids, ref_flatten_ids = _isect_tiles(means2d, radii, depths, 16, tile_w, tile_h)

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from .composite import rasterize_to_pixels
-from .projection import project_gaussians, quat_scale_to_covar
+from .projection import project_gaussians
 from .sh import spherical_harmonics
 from .tiles import intersect_tiles, n_tiles
 
@@ -83,10 +83,8 @@ def rasterization(
     _check_supported(means, viewmats, render_mode, rasterize_mode, camera_model, distributed, with_ut, with_eval3d,
                      radial_coeffs, tangential_coeffs, thin_prism_coeffs, ftheta_coeffs, rolling_shutter, viewmats_rs)
     n_gauss, n_cams = means.shape[0], viewmats.shape[0]
-    if covars is None:
-        covars = quat_scale_to_covar(quats, scales)
     radii, means2d, depths, conics, compensations = project_gaussians(
-        means, covars, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
+        means, viewmats, Ks, width, height, quats=quats, scales=scales, covars=covars, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
         radius_clip=radius_clip, opacities=opacities, calc_compensations=rasterize_mode == "antialiased")
     opacities = opacities[None].expand(n_cams, n_gauss)
     if compensations is not None:
