@@ -14,7 +14,7 @@ PARAMS = ("means", "quats", "scales", "opacities", "colors")
 
 
 def _run(s, device, render_mode, sh_degree):
-    leaves = {k: s[k].to(device).requires_grad_() for k in PARAMS}
+    leaves = {k: s[k].detach().clone().to(device).requires_grad_() for k in PARAMS}
     bg = torch.tensor([[0.2, 0.4, 0.6], [0.9, 0.1, 0.3]], device=device)
     colors, alphas, info = rasterization(
         *(leaves[k] for k in PARAMS), s["viewmats"].to(device), s["Ks"].to(device), s["width"], s["height"],
@@ -22,7 +22,7 @@ def _run(s, device, render_mode, sh_degree):
     info["means2d"].retain_grad()
     weights = torch.linspace(-1, 1, colors.numel(), device=device).reshape(colors.shape)
     ((colors * weights).sum() + alphas.mean()).backward()
-    grads = {k: v.grad.cpu() for k, v in leaves.items()}
+    grads = {k: None if v.grad is None else v.grad.cpu() for k, v in leaves.items()}
     return colors.detach().cpu(), alphas.detach().cpu(), info, grads
 
 
