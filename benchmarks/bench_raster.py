@@ -16,11 +16,9 @@ import math
 import os
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
-import psutil
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -94,30 +92,27 @@ def ours(means, quats, scales, opacities, colors, viewmats, Ks, width, height):
     return render, alphas
 
 
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
 class PeakRSS:
-    """Peak resident memory above the level at entry, sampled every millisecond by a thread."""
+    """Peak resident memory above the level at entry (Linux: resets the kernel's high-water mark through
+    /proc/self/clear_refs, then reads VmHWM). main() runs with MALLOC_MMAP_THRESHOLD_ fixed so that freed tensors
+    go back to the OS and do not hide the next run's peak."""
 
     def __enter__(self):
-        self.proc = psutil.Process(os.getpid())
-        self.base = self.peak = self.proc.memory_info().rss
-        self.running = True
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        self.base = _status_mb("VmRSS")
         return self
 
-    def _sample(self):
-        while self.running:
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.001)
-
     def __exit__(self, *exc):
-        self.running = False
-        self.thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    @property
-    def delta_mb(self) -> float:
-        return (self.peak - self.base) / 2**20
+        self.delta_mb = _status_mb("VmHWM") - self.base
 
 
 def step(render_fn, scene, target):
@@ -153,6 +148,8 @@ def main() -> None:
     parser.add_argument("--naive-repeats", type=int, default=2, help="timed runs of the naive reference")
     parser.add_argument("--quick", action="store_true", help="64x64, 1 repeat each: checks that it runs")
     args = parser.parse_args()
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:  # see PeakRSS; re-run this script with it set
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"})
     if args.quick:
         args.width = args.height = 64
         args.repeats = args.naive_repeats = 1
