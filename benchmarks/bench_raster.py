@@ -12,7 +12,6 @@ image; the script prints the largest difference.
 """
 
 import argparse
-import math
 import os
 import statistics
 import sys
