@@ -19,6 +19,7 @@ from .projection import ALPHA_THRESHOLD
 MAX_ALPHA = 0.999  # alpha is clamped to this
 T_EPS = 1e-4  # a pixel stops before the transmittance would fall to this or below
 SERIAL_WORK = 2_000_000  # below this many (pixel, intersection) pairs, one thread is faster than waking others
+TILE_CHUNK = 4  # tiles per work item of the parallel loops
 # Columns of the per-Gaussian parameter rows and of the per-intersection gradient rows (colours follow).
 _X, _Y, _CA, _CB, _CC, _OPAC, _SIGMA_CUT = range(7)
 _ABS_X, _ABS_Y, _N_GRAD = 6, 7, 8
@@ -137,13 +138,15 @@ def _sum_per_gaussian(g_isect, flatten_ids, n_gaussians):
 
 
 def _run_kernel(kernel: Callable, n_isects: int, tile_size: int, *args) -> None:
-    """Run a parallel kernel with torch's thread count (one knob for both), or serially for tiny workloads."""
+    """Run a parallel kernel with torch's thread count (one knob for both), or serially for tiny workloads.
+    Tiles are handed out in chunks of TILE_CHUNK, so threads stay busy when the scene covers the image unevenly."""
     threads = 1 if n_isects * tile_size * tile_size < SERIAL_WORK else min(torch.get_num_threads(),
                                                                          numba.config.NUMBA_NUM_THREADS)
     previous = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
-        kernel(*args)
+        with numba.parallel_chunksize(TILE_CHUNK):
+            kernel(*args)
     finally:
         numba.set_num_threads(previous)
 
