@@ -128,8 +128,9 @@ def step(render_fn, scene, target):
     return t1 - t0, t2 - t1, mem.delta_mb, render.detach(), alphas.detach()
 
 
-def bench(render_fn, scene, target, repeats):
-    step(render_fn, scene, target)  # warm-up (numba compile or cache load)
+def bench(render_fn, scene, target, repeats, warm_up=True):
+    if warm_up:  # numba compile or cache load
+        step(render_fn, scene, target)
     runs = [step(render_fn, scene, target) for _ in range(repeats)]
     fwd = statistics.median(r[0] for r in runs)
     bwd = statistics.median(r[1] for r in runs)
@@ -144,7 +145,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of ours (median reported)")
-    parser.add_argument("--naive-repeats", type=int, default=2, help="timed runs of the naive reference")
+    parser.add_argument("--naive-repeats", type=int, default=1, help="timed runs of the naive reference")
     parser.add_argument("--quick", action="store_true", help="64x64, 1 repeat each: checks that it runs")
     args = parser.parse_args()
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:  # see PeakRSS; re-run this script with it set
@@ -167,7 +168,7 @@ def main() -> None:
                                        sh_degree=3, packed=False)
         n_isects = info["flatten_ids"].numel()
         a = bench(ours, scene, target, args.repeats)
-        b = bench(naive_rasterization, scene, target, args.naive_repeats)
+        b = bench(naive_rasterization, scene, target, args.naive_repeats, warm_up=False)  # nothing to compile
         diff = max((a["render"] - b["render"]).abs().max().item(), (a["alphas"] - b["alphas"]).abs().max().item())
         print(f"| {n:,} | {n_isects:,} | {a['fwd']:.3f} / {a['bwd']:.3f} / {a['total']:.3f} | {b['total']:.2f} | "
               f"{b['total'] / a['total']:.1f}x | {a['mem']:.0f} | {b['mem']:.0f} | {diff:.1e} |", flush=True)
