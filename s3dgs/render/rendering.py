@@ -71,8 +71,9 @@ def rasterization(
             raise ValueError("backend='gsplat' needs CUDA tensors; use backend='torch' (or 'auto') on CPU")
         import gsplat
         # arguments newer than gsplat 1.4 are passed only when used, so older gsplat versions keep working
-        newer = {"segmented": segmented, "covars": covars, "with_ut": with_ut, "with_eval3d": with_eval3d, "radial_coeffs": radial_coeffs,
-                 "tangential_coeffs": tangential_coeffs, "thin_prism_coeffs": thin_prism_coeffs,
+        newer = {"segmented": segmented, "covars": covars, "with_ut": with_ut, "with_eval3d": with_eval3d,
+                 "radial_coeffs": radial_coeffs, "tangential_coeffs": tangential_coeffs,
+                 "thin_prism_coeffs": thin_prism_coeffs,
                  "ftheta_coeffs": ftheta_coeffs, "rolling_shutter": rolling_shutter, "viewmats_rs": viewmats_rs}
         return gsplat.rasterization(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane=near_plane,
@@ -161,6 +162,8 @@ def _check_supported(means, viewmats, render_mode, rasterize_mode, camera_model,
                      radial_coeffs, tangential_coeffs, thin_prism_coeffs, ftheta_coeffs, rolling_shutter,
                      viewmats_rs) -> None:
     """Refuse, with the reason, what the CPU rasterizer does not implement."""
+    if means.is_cuda:
+        raise ValueError("backend='torch' renders CPU tensors; move them to the CPU or use backend='gsplat'")
     if means.dim() != 2 or viewmats.dim() != 3:
         raise ValueError("the CPU rasterizer takes means [N, 3] and viewmats [C, 4, 4] (no batch dimensions)")
     if render_mode not in ("RGB", "D", "ED", "RGB+D", "RGB+ED"):
