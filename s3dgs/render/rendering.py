@@ -87,7 +87,8 @@ def rasterization(
     n_gauss, n_cams = means.shape[0], viewmats.shape[0]
     radii, means2d, depths, conics, compensations = project_gaussians(
         means, viewmats, Ks, width, height, quats=quats, scales=scales, covars=covars, eps2d=eps2d,
-        near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip, opacities=opacities, calc_compensations=rasterize_mode == "antialiased")
+        near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip, opacities=opacities,
+        calc_compensations=rasterize_mode == "antialiased")
     opacities = opacities[None].expand(n_cams, n_gauss)
     if compensations is not None:
         opacities = opacities * compensations
