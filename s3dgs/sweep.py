@@ -30,21 +30,24 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _overrides(job_dir: Path) -> str:
+def _overrides(job_dir: Path) -> list[str]:
     path = job_dir / ".hydra" / "overrides.yaml"
     if not path.exists():
-        return ""
-    items = [ln[2:].strip() for ln in path.read_text().splitlines() if ln.startswith("- ")]
-    return " ".join(items)
+        return []
+    return [ln[2:].strip() for ln in path.read_text().splitlines() if ln.startswith("- ")]
 
 
 def write_sweep_table(sweep_dir: str | Path) -> list[dict[str, Any]]:
-    """Collect ``<sweep_dir>/*/metrics.json`` into ``sweep_metrics.csv`` / ``.md``; returns the rows."""
+    """Collect ``<sweep_dir>/*/metrics.json`` into ``sweep_metrics.csv`` / ``.md``; returns the rows. The
+    ``overrides`` column lists what differs between jobs (overrides shared by all jobs are left out)."""
     sweep_dir = Path(sweep_dir)
+    paths = sorted(sweep_dir.glob("*/metrics.json"), key=lambda p: (len(p.parent.name), p.parent.name))
+    overrides = [_overrides(p.parent) for p in paths]
+    shared = set.intersection(*map(set, overrides)) if len(overrides) > 1 else set()
     rows = []
-    for mpath in sorted(sweep_dir.glob("*/metrics.json"), key=lambda p: (len(p.parent.name), p.parent.name)):
+    for mpath, ov in zip(paths, overrides):
         flat = _flat(json.loads(mpath.read_text()))
-        rows.append({"job": mpath.parent.name, "overrides": _overrides(mpath.parent)}
+        rows.append({"job": mpath.parent.name, "overrides": " ".join(o for o in ov if o not in shared)}
                     | {c: flat.get(c, "") for c in COLUMNS})
     header = ["job", "overrides"] + COLUMNS
     buf = io.StringIO()
