@@ -12,11 +12,14 @@ from torch import Tensor
 
 @numba.njit(cache=True)
 def _bin_by_tile(order: np.ndarray, image_ids: np.ndarray, tile_min: np.ndarray, tile_max: np.ndarray,
-                 tile_width: int, tiles_per_image: int, n_images: int) -> Tuple[np.ndarray, np.ndarray]:
+                 depth_bits: np.ndarray, tile_width: int, tiles_per_image: int, n_images: int
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Counting sort of (Gaussian, tile) pairs by tile, keeping `order` (front to back) inside each tile.
 
     order: [P] indices of visible projected Gaussians sorted by depth; tile_min/tile_max: [P, 2] int tile bounds
-    (x, y; max exclusive). Returns offsets [n_images * tiles_per_image + 1] and flatten_ids [n_isects].
+    (x, y; max exclusive); depth_bits: [P] float32 depth bits as int64. Returns offsets
+    [n_images * tiles_per_image + 1], flatten_ids [n_isects] and gsplat's isect_ids [n_isects]
+    (image << (tile_bits + 32) | tile << 32 | depth bits).
     """
     counts = np.zeros(n_images * tiles_per_image + 1, np.int64)
     for g in order:
@@ -26,15 +29,21 @@ def _bin_by_tile(order: np.ndarray, image_ids: np.ndarray, tile_min: np.ndarray,
                 counts[base + ty * tile_width + tx + 1] += 1
     offsets = np.cumsum(counts)
     cursor = offsets[:-1].copy()
-    flatten_ids = np.empty(offsets[-1], np.int64)
+    flatten_ids = np.empty(offsets[-1], np.int32)
+    isect_ids = np.empty(offsets[-1], np.int64)
+    tile_bits = 0
+    while (1 << tile_bits) <= tiles_per_image:
+        tile_bits += 1
     for g in order:
-        base = image_ids[g] * tiles_per_image
+        image = image_ids[g]
         for ty in range(tile_min[g, 1], tile_max[g, 1]):
             for tx in range(tile_min[g, 0], tile_max[g, 0]):
-                key = base + ty * tile_width + tx
-                flatten_ids[cursor[key]] = g
-                cursor[key] += 1
-    return offsets, flatten_ids
+                tile = ty * tile_width + tx
+                pos = cursor[image * tiles_per_image + tile]
+                flatten_ids[pos] = g
+                isect_ids[pos] = (((image << tile_bits) | tile) << 32) | depth_bits[g]
+                cursor[image * tiles_per_image + tile] = pos + 1
+    return offsets, flatten_ids, isect_ids
 
 
 def tile_bounds(means2d: Tensor, radii: Tensor, tile_size: int, tile_width: int, tile_height: int
@@ -72,18 +81,13 @@ def intersect_tiles(
     visible_ids = torch.nonzero(visible & (tiles_per_gauss > 0))[:, 0]
     order = visible_ids[torch.argsort(depths.detach()[visible_ids], stable=True)]
     tiles_per_image = tile_width * tile_height
-    offsets, flatten_ids = _bin_by_tile(
-        order.numpy(), image_ids.contiguous().numpy(), tile_min.numpy(), tile_max.numpy(), tile_width,
-        tiles_per_image, n_images)
-    offsets = torch.from_numpy(offsets)
-    flatten_ids = torch.from_numpy(flatten_ids)
-    keys = torch.repeat_interleave(torch.arange(n_images * tiles_per_image), offsets.diff())
-    tile_bits = tiles_per_image.bit_length()
-    image_of_key, tile_of_key = keys // tiles_per_image, keys % tiles_per_image
-    depth_bits = depths.detach()[flatten_ids].to(torch.float32).view(torch.int32).to(torch.int64) & 0xFFFFFFFF
-    isect_ids = (((image_of_key << tile_bits) | tile_of_key) << 32) | depth_bits
+    depth_bits = depths.detach().to(torch.float32).view(torch.int32).to(torch.int64) & 0xFFFFFFFF
+    offsets, flatten_ids, isect_ids = _bin_by_tile(
+        order.numpy(), image_ids.contiguous().numpy(), tile_min.numpy(), tile_max.numpy(), depth_bits.numpy(),
+        tile_width, tiles_per_image, n_images)
+    offsets, flatten_ids, isect_ids = (torch.from_numpy(a) for a in (offsets, flatten_ids, isect_ids))
     isect_offsets = offsets[:-1].to(torch.int32).reshape(n_images, tile_height, tile_width)
-    return tiles_per_gauss.to(torch.int32), isect_ids, flatten_ids.to(torch.int32), isect_offsets
+    return tiles_per_gauss.to(torch.int32), isect_ids, flatten_ids, isect_offsets
 
 
 def n_tiles(width: int, height: int, tile_size: int) -> Tuple[int, int]:

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from .composite import rasterize_to_pixels
-from .projection import project_gaussians, quat_scale_to_covar
+from .projection import project_gaussians
 from .sh import spherical_harmonics
 from .tiles import intersect_tiles, n_tiles
 
@@ -70,23 +70,22 @@ def rasterization(
         if not means.is_cuda:
             raise ValueError("backend='gsplat' needs CUDA tensors; use backend='torch' (or 'auto') on CPU")
         import gsplat
-        extra = {} if rolling_shutter is None else {"rolling_shutter": rolling_shutter}
+        # arguments newer than gsplat 1.4 are passed only when used, so older gsplat versions keep working
+        newer = {"segmented": segmented, "covars": covars, "with_ut": with_ut, "with_eval3d": with_eval3d, "radial_coeffs": radial_coeffs,
+                 "tangential_coeffs": tangential_coeffs, "thin_prism_coeffs": thin_prism_coeffs,
+                 "ftheta_coeffs": ftheta_coeffs, "rolling_shutter": rolling_shutter, "viewmats_rs": viewmats_rs}
         return gsplat.rasterization(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane=near_plane,
             far_plane=far_plane, radius_clip=radius_clip, eps2d=eps2d, sh_degree=sh_degree, packed=packed,
             tile_size=tile_size, backgrounds=backgrounds, render_mode=render_mode, sparse_grad=sparse_grad,
             absgrad=absgrad, rasterize_mode=rasterize_mode, channel_chunk=channel_chunk, distributed=distributed,
-            camera_model=camera_model, segmented=segmented, covars=covars, with_ut=with_ut,
-            with_eval3d=with_eval3d, radial_coeffs=radial_coeffs, tangential_coeffs=tangential_coeffs,
-            thin_prism_coeffs=thin_prism_coeffs, ftheta_coeffs=ftheta_coeffs, viewmats_rs=viewmats_rs, **extra)
+            camera_model=camera_model, **{k: v for k, v in newer.items() if v is not None and v is not False})
 
     _check_supported(means, viewmats, render_mode, rasterize_mode, camera_model, distributed, with_ut, with_eval3d,
                      radial_coeffs, tangential_coeffs, thin_prism_coeffs, ftheta_coeffs, rolling_shutter, viewmats_rs)
     n_gauss, n_cams = means.shape[0], viewmats.shape[0]
-    if covars is None:
-        covars = quat_scale_to_covar(quats, scales)
     radii, means2d, depths, conics, compensations = project_gaussians(
-        means, covars, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
+        means, viewmats, Ks, width, height, quats=quats, scales=scales, covars=covars, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
         radius_clip=radius_clip, opacities=opacities, calc_compensations=rasterize_mode == "antialiased")
     opacities = opacities[None].expand(n_cams, n_gauss)
     if compensations is not None:
