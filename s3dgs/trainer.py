@@ -218,45 +218,54 @@ class Trainer:
 
     # ------------------------------------------------------------ loop
 
+    def train_step(self, st: State, step: int, view: View, use_depth: bool) -> tuple[torch.Tensor, ...]:
+        """One optimisation step on ``view``: render, losses, backward, densification, Adam.
+        Returns the loss and the rendered / target images and mask (for the progress bar)."""
+        cfg = self.cfg
+        gt = view.image.to(self.device)[None]
+        mask = None if view.mask is None else view.mask.to(self.device)[None]
+        rgb, depth, alpha, info = self.render(st.params, view, min(step // self.sh_interval, cfg.sh_degree))
+        self.strategy.step_pre_backward(st.params, st.optimizers, st.strategy_state, step, info)
+        loss = photometric_loss(rgb, gt, mask, cfg.ssim_lambda)
+        dl = self.view_depth_loss(view, depth[0], alpha[0]) if use_depth else None
+        if dl is not None:
+            loss = loss + self.depth_weight(step) * dl
+        loss.backward()
+        if isinstance(self.strategy, DefaultStrategy):
+            self.strategy.step_post_backward(st.params, st.optimizers, st.strategy_state, step, info,
+                                             packed=cfg.packed)
+        else:
+            self.strategy.step_post_backward(st.params, st.optimizers, st.strategy_state, step, info,
+                                             lr=st.means_lr.get_last_lr()[0])
+        for opt in st.optimizers.values():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        st.means_lr.step()
+        st.step = step + 1
+        return loss.detach(), rgb.detach(), gt, mask
+
     def fit(self, st: State) -> None:
+        """Train from ``st.step`` to ``cfg.steps``, one random training view per step (each view once per epoch)."""
         cfg, train = self.cfg, self.scene.train
         use_depth = cfg.lambda_depth > 0 and self.scene.prior_kind is not None
         order: list[int] = []
         bar = tqdm(range(st.step, cfg.steps), initial=st.step, total=cfg.steps, mininterval=1.0,
                    desc="train", dynamic_ncols=True)
         t0 = time.perf_counter()
-        for step in bar:
-            if not order:
-                order = torch.randperm(len(train), generator=st.order).tolist()
-            view = train[order.pop()]
-            gt = view.image.to(self.device)[None]
-            mask = None if view.mask is None else view.mask.to(self.device)[None]
-            rgb, depth, alpha, info = self.render(st.params, view, min(step // self.sh_interval, cfg.sh_degree))
-            self.strategy.step_pre_backward(st.params, st.optimizers, st.strategy_state, step, info)
-            loss = photometric_loss(rgb, gt, mask, cfg.ssim_lambda)
-            dl = self.view_depth_loss(view, depth[0], alpha[0]) if use_depth else None
-            if dl is not None:
-                loss = loss + self.depth_weight(step) * dl
-            loss.backward()
-            if isinstance(self.strategy, DefaultStrategy):
-                self.strategy.step_post_backward(st.params, st.optimizers, st.strategy_state, step, info,
-                                                 packed=cfg.packed)
-            else:
-                self.strategy.step_post_backward(st.params, st.optimizers, st.strategy_state, step, info,
-                                                 lr=st.means_lr.get_last_lr()[0])
-            for opt in st.optimizers.values():
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-            st.means_lr.step()
-            st.step = step + 1
-            if step % 25 == 0 or st.step == cfg.steps:
-                bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr(rgb.detach(), gt, mask).item():.2f}",
-                                gaussians=len(st.params["means"]), refresh=False)
-            if cfg.save_every and st.step % cfg.save_every == 0 and st.step < cfg.steps:
-                st.train_seconds += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                self.save_checkpoint(st)
-        st.train_seconds += time.perf_counter() - t0
+        try:
+            for step in bar:
+                if not order:
+                    order = torch.randperm(len(train), generator=st.order).tolist()
+                loss, rgb, gt, mask = self.train_step(st, step, train[order.pop()], use_depth)
+                if step % 25 == 0 or st.step == cfg.steps:
+                    bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr(rgb, gt, mask).item():.2f}",
+                                    gaussians=len(st.params["means"]), refresh=False)
+                if cfg.save_every and st.step % cfg.save_every == 0 and st.step < cfg.steps:
+                    st.train_seconds += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    self.save_checkpoint(st)
+        finally:
+            st.train_seconds += time.perf_counter() - t0
 
     # ------------------------------------------------------------ evaluation and outputs
 
@@ -336,7 +345,12 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     log.info("training %d Gaussians for %d steps on %s (%d train views, lambda_depth=%s, depth_loss=%s)",
              len(st.params["means"]), cfg.steps, trainer.device, len(trainer.scene.train), cfg.lambda_depth,
              cfg.depth_loss.name)
-    trainer.fit(st)
+    try:
+        trainer.fit(st)
+    except KeyboardInterrupt:
+        trainer.save_checkpoint(st)
+        log.warning("interrupted at step %d; ckpt.pt saved: continue with resume=true hydra.run.dir=%s", st.step, out_dir)
+        raise
     metrics = trainer.write_outputs(st)
     log.info("done: %s", {k: v for k, v in metrics.items() if k != "train"})
     return metrics

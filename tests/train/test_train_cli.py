@@ -59,3 +59,28 @@ def test_bad_input_is_one_clear_line(run_train, tmp_path, example_dir):
     proc = run_train(f"data_dir={example_dir}", "depth_loss=l1", f"hydra.run.dir={tmp_path / 'r2'}", check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "depth_loss=l1 needs metric priors" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_ctrl_c_saves_a_checkpoint_to_resume_from(python, train_env, example_dir, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    import torch
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([python, "-m", "s3dgs.train", f"data_dir={example_dir}", "steps=100000",
+                             f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=train_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    log = run_dir / "train.log"
+    while time.time() < deadline and not (log.exists() and "training" in log.read_text()):
+        time.sleep(0.5)
+    time.sleep(3)  # some steps
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    ck = torch.load(run_dir / "ckpt.pt", weights_only=False)
+    assert ck["step"] > 0
+    assert "continue with resume=true" in log.read_text()
+    assert not list(run_dir.glob(".tmp-*")) and not (run_dir / "metrics.json").exists()
