@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 
 from preprocess.depth_png import DepthMeta, quantize, write_depth_png
 from s3dgs.trainer import REFERENCE_STEPS, TrainError, Trainer, make_strategy, scaled_steps
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
