@@ -17,6 +17,7 @@ no ``data_dir`` uses the copy cached in ``$XDG_CACHE_HOME/s3dgs/<VERSION>`` (def
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import sys
@@ -29,6 +30,8 @@ import numpy as np
 from preprocess.atomic_io import atomic_path
 from preprocess.depth_png import DepthMeta, quantize, write_depth_png
 from s3dgs.data import colmap
+
+log = logging.getLogger(__name__)
 
 VERSION = "example-v1"
 WIDTH, HEIGHT, NUM_VIEWS = 80, 60, 24
@@ -298,6 +301,7 @@ def ensure_example() -> Path:
     if (final / "sparse" / "0" / "points3D.bin").exists():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
+    log.info("generating the built-in example scene in %s (once)", final)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-" + VERSION, dir=final.parent))
     try:
         write_example(tmp)
