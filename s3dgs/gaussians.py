@@ -59,8 +59,9 @@ def random_points(centre: torch.Tensor, half_size: float, n: int, generator: tor
 
 
 def make_optimizers(params: torch.nn.ParameterDict, lrs: dict[str, float]) -> dict[str, torch.optim.Adam]:
-    """One Adam per parameter (what gsplat's strategies expect), ``eps=1e-15`` as in 3DGS."""
-    return {name: torch.optim.Adam([{"params": p, "lr": lrs[name], "name": name}], eps=1e-15)
+    """One Adam per parameter (what gsplat's strategies expect), ``eps=1e-15`` as in 3DGS; torch's fused
+    kernel (one pass over the state instead of one op per formula term)."""
+    return {name: torch.optim.Adam([{"params": p, "lr": lrs[name], "name": name}], eps=1e-15, fused=True)
             for name, p in params.items()}
 
 

@@ -6,21 +6,26 @@ import torch
 import torch.nn.functional as F
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5, channels: int = 3) -> torch.Tensor:
+def _gaussian_taps(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     x = torch.arange(size, dtype=torch.float32) - size // 2
     g = torch.exp(-x**2 / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
+    return g / g.sum()
+
+
+def _blur(t: torch.Tensor) -> torch.Tensor:
+    """Separable 11x11 Gaussian blur (sigma 1.5) of every channel of ``t [B, K, H, W]``, zero padding."""
+    g = _gaussian_taps().to(t)
+    k = t.shape[1]
+    t = F.conv2d(t, g.view(1, 1, 1, -1).expand(k, 1, 1, -1), padding=(0, len(g) // 2), groups=k)
+    return F.conv2d(t, g.view(1, 1, -1, 1).expand(k, 1, -1, 1), padding=(len(g) // 2, 0), groups=k)
 
 
 def ssim_map(img: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Per-pixel SSIM (11x11 Gaussian window, sigma 1.5, as in 3DGS) of ``img``/``ref`` ``[C, H, W, 3]``
     in [0, 1]; returns ``[C, H, W]`` (mean over colour channels), zero-padded at the borders."""
     x, y = img.permute(0, 3, 1, 2), ref.permute(0, 3, 1, 2)
-    w = _gaussian_window(channels=x.shape[1]).to(x)
-    conv = lambda t: F.conv2d(t, w, padding=w.shape[-1] // 2, groups=x.shape[1])  # noqa: E731
-    mu_x, mu_y = conv(x), conv(y)
-    sxx, syy, sxy = conv(x * x) - mu_x**2, conv(y * y) - mu_y**2, conv(x * y) - mu_x * mu_y
+    mu_x, mu_y, xx, yy, xy = _blur(torch.cat([x, y, x * x, y * y, x * y], 1)).chunk(5, dim=1)
+    sxx, syy, sxy = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
     c1, c2 = 0.01**2, 0.03**2
     s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
     return s.mean(1)
