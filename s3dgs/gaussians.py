@@ -23,8 +23,10 @@ def rgb_to_sh(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb - 0.5) / SH_C0
 
 
-def knn_mean_distance(points: torch.Tensor, k: int = 3, chunk: int = 2048) -> torch.Tensor:
-    """Mean distance of each point ``[N, 3]`` to its ``k`` nearest other points, ``[N]`` (exact, chunked)."""
+def knn_mean_distance(points: torch.Tensor, k: int = 3, max_block: int = 2**25) -> torch.Tensor:
+    """Mean distance of each point ``[N, 3]`` to its ``k`` nearest other points, ``[N]`` (exact; rows in chunks
+    so that a distance block holds at most ``max_block`` values)."""
+    chunk = max(1, max_block // max(len(points), 1))
     out = []
     for i in range(0, len(points), chunk):
         d = torch.cdist(points[i:i + chunk], points)
