@@ -1,0 +1,191 @@
+"""Load a dataset into memory at training resolution: images, cameras, masks, ground truth, priors.
+
+``load_scene`` reads any supported layout (see :mod:`s3dgs.data.frames`), downscales, undistorts
+with OpenCV, splits train/test (every ``test_every``-th image is a test view unless the layout fixes
+the split), and attaches the depth prior and ``gt_depth/<stem>.npy`` of each view when present.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image as PILImage, ImageOps
+
+from s3dgs.data.frames import DataError, Frame, read_layout
+from s3dgs.data.priors import load_priors
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class View:
+    """One posed image at training resolution (tensors on CPU)."""
+
+    name: str
+    image: torch.Tensor  # [H, W, 3] float32 in [0, 1]
+    K: torch.Tensor  # [3, 3] float32
+    camtoworld: torch.Tensor  # [4, 4] float32, OpenCV axes
+    mask: torch.Tensor | None = None  # [H, W] bool, pixels that count (alpha, undistortion border)
+    gt_depth: torch.Tensor | None = None  # [H, W] float32 z-depth, 0 = unknown
+    prior: torch.Tensor | None = None  # [H, W] float32 in the prior's units
+    prior_valid: torch.Tensor | None = None  # [H, W] bool
+    point_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sparse points seen
+    remap: tuple[np.ndarray, np.ndarray] | None = None  # undistortion maps at training resolution
+
+    @property
+    def stem(self) -> str:
+        return Path(self.name).stem
+
+    @property
+    def height(self) -> int:
+        return self.image.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.image.shape[1]
+
+
+@dataclass
+class Scene:
+    train: list[View]
+    test: list[View]
+    points: torch.Tensor  # [P, 3] float32 sparse points, may be empty
+    points_rgb: torch.Tensor  # [P, 3] float32 in [0, 1]
+    kind: str  # dataset layout
+    prior_kind: str | None = None  # "inverse_depth" or "depth" when depth priors are attached
+
+    @property
+    def views(self) -> list[View]:
+        return self.train + self.test
+
+    def extent(self) -> float:
+        """Scene scale as in 3DGS: 1.1 x the largest camera distance from the cameras' centroid."""
+        centres = torch.stack([v.camtoworld[:3, 3] for v in self.views])
+        return 1.1 * float((centres - centres.mean(0)).norm(dim=-1).max().clamp_min(1e-6))
+
+
+def _read_rgb(path: Path, background: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Image file -> float32 ``[H, W, 3]`` in [0, 1] (alpha composited on ``background``) and alpha mask."""
+    try:
+        with PILImage.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            has_alpha = im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info)
+            arr = np.asarray(im.convert("RGBA" if has_alpha else "RGB"), np.float32) / 255.0
+    except OSError as e:
+        raise DataError(f"{path}: not a readable image ({e}); remove it or re-export it") from None
+    if not has_alpha:
+        return arr, None
+    alpha = arr[..., 3:]
+    return arr[..., :3] * alpha + background * (1 - alpha), alpha[..., 0] > 0.5
+
+
+def _resize(a: np.ndarray, size: tuple[int, int], interp: int) -> np.ndarray:
+    return a if a.shape[1::-1] == size else cv2.resize(a, size, interpolation=interp)
+
+
+def _undistort_maps(K: np.ndarray, dist: list[float], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    return cv2.initUndistortRectifyMap(K, np.asarray(dist, np.float64), None, K, size, cv2.CV_32FC1)
+
+
+def _load_view(frame: Frame, data_dir: Path, downscale: int, background: np.ndarray) -> View:
+    rgb, alpha = _read_rgb(frame.path, background)
+    h0, w0 = rgb.shape[:2]
+    if frame.width and (frame.width, frame.height) != (w0, h0):
+        if abs(frame.width / frame.height - w0 / h0) > 0.01:
+            raise DataError(f"{frame.path}: image is {w0}x{h0} but its camera says {frame.width}x{frame.height}; "
+                            "the image does not belong to this camera model")
+    size = (max(1, round(w0 / downscale)), max(1, round(h0 / downscale)))
+    K = frame.K.copy()
+    cam_w, cam_h = (frame.width or w0), (frame.height or h0)
+    K[0] *= size[0] / cam_w
+    K[1] *= size[1] / cam_h
+    rgb = _resize(rgb, size, cv2.INTER_AREA)
+    mask = None if alpha is None else _resize(alpha.astype(np.uint8), size, cv2.INTER_NEAREST) > 0
+    remap = None
+    if frame.distortion is not None:
+        remap = _undistort_maps(K, frame.distortion, size)
+        rgb = cv2.remap(rgb, *remap, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        inside = cv2.remap(np.ones(size[::-1], np.float32), *remap, cv2.INTER_LINEAR) > 0.999
+        mask = inside if mask is None else mask & inside
+    gt = None
+    gt_path = data_dir / "gt_depth" / f"{frame.stem}.npy"
+    if gt_path.exists():
+        g = np.load(gt_path).astype(np.float32)
+        if g.shape != (h0, w0):
+            raise DataError(f"{gt_path}: shape {g.shape} differs from its image {(h0, w0)}; gt_depth must match")
+        g = _resize(g, size, cv2.INTER_NEAREST)
+        if remap is not None:
+            g = cv2.remap(g, *remap, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+        gt = torch.from_numpy(np.where(np.isfinite(g) & (g > 0), g, 0).astype(np.float32))
+    return View(frame.name, torch.from_numpy(np.ascontiguousarray(rgb, np.float32)),
+                torch.tensor(K, dtype=torch.float32), torch.tensor(frame.camtoworld, dtype=torch.float32),
+                None if mask is None else torch.from_numpy(mask), gt, None, None, frame.point_ids, remap)
+
+
+def attach_prior(view: View, prior: np.ndarray, kind: str) -> str | None:
+    """Resize ``prior`` to ``view``'s resolution (and undistort) and attach it; the reason if skipped."""
+    h, w = prior.shape
+    if abs(w / h - view.width / view.height) > 0.01:
+        return f"prior is {w}x{h}, a different aspect ratio than the image ({view.width}x{view.height})"
+    p = _resize(prior.astype(np.float32), (view.width, view.height), cv2.INTER_LINEAR)
+    valid = np.isfinite(p) & ((p > 0) if kind == "depth" else True)
+    if view.remap is not None:
+        p = cv2.remap(p, *view.remap, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        valid = cv2.remap(valid.astype(np.uint8), *view.remap, cv2.INTER_NEAREST) > 0
+    view.prior = torch.from_numpy(np.where(valid, p, 0).astype(np.float32))
+    view.prior_valid = torch.from_numpy(valid)
+    return None
+
+
+def split_views(views: list[View], splits: list[str | None], test_every: int, num_train_views: int | None
+                ) -> tuple[list[View], list[View]]:
+    """Views sorted by name -> (train, test): a split fixed by the layout, else every ``test_every``-th image
+    (index 0, 8, 16, ... with the default 8) is a test view; ``num_train_views`` keeps that many evenly spaced."""
+    if any(s is not None for s in splits):
+        train = [v for v, s in zip(views, splits) if s != "test"]
+        test = [v for v, s in zip(views, splits) if s == "test"]
+    elif test_every > 0 and len(views) > 1:
+        train = [v for i, v in enumerate(views) if i % test_every != 0]
+        test = [v for i, v in enumerate(views) if i % test_every == 0]
+    else:
+        train, test = list(views), []
+    if num_train_views:
+        if num_train_views > len(train):
+            log.warning("num_train_views=%d but only %d training views exist; using all", num_train_views, len(train))
+        else:
+            keep = np.unique(np.linspace(0, len(train) - 1, num_train_views).round().astype(int))
+            train = [train[i] for i in keep]
+    if not train:
+        raise DataError("no training views left; lower data.test_every or raise data.num_train_views")
+    return train, test
+
+
+def load_scene(data_dir: str | Path, kind: str = "auto", images_dir: str = "images", downscale: int = 1,
+               background: tuple[float, float, float] = (0.0, 0.0, 0.0), test_every: int = 8,
+               num_train_views: int | None = None, depth_dir: str | Path | None = None) -> Scene:
+    """Read the dataset in ``data_dir`` into a :class:`Scene` at ``1/downscale`` resolution, with the depth
+    priors in ``depth_dir`` (if given) attached to the views."""
+    data_dir = Path(data_dir)
+    layout = read_layout(data_dir, kind, images_dir)
+    bg = np.asarray(background, np.float32)
+    views = [_load_view(f, data_dir, downscale, bg) for f in layout.frames]
+    prior_kind = None
+    if depth_dir is not None:
+        priors = load_priors(depth_dir, [v.stem for v in views])
+        prior_kind = priors.kind
+        problems = {v.stem: priors.problems.get(v.stem) or attach_prior(v, priors.maps[v.stem], priors.kind)
+                    for v in views}
+        problems = {stem: why for stem, why in problems.items() if why}
+        if problems:
+            log.warning("%d of %d views train without the depth term (no usable prior): %s", len(problems),
+                        len(views), "; ".join(f"{k}: {v}" for k, v in problems.items()))
+    train, test = split_views(views, [f.split for f in layout.frames], test_every, num_train_views)
+    log.info("%s dataset %s: %d train / %d test views at %dx%d, %d sparse points", layout.kind, data_dir,
+             len(train), len(test), train[0].width, train[0].height, len(layout.points))
+    return Scene(train, test, torch.from_numpy(layout.points.astype(np.float32)),
+                 torch.from_numpy(layout.points_rgb.astype(np.float32) / 255.0), layout.kind, prior_kind)

@@ -1,0 +1,111 @@
+"""Gaussian parameters: initialisation, optimizers, and the standard 3DGS PLY file.
+
+Parameters live in a ``torch.nn.ParameterDict`` with gsplat's names and activations: ``means [N, 3]``,
+``scales [N, 3]`` (log), ``quats [N, 4]`` (wxyz, unnormalised), ``opacities [N]`` (logit), ``sh0 [N, 1, 3]``
+and ``shN [N, K-1, 3]`` (SH coefficients, ``K = (sh_degree + 1)^2``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from preprocess.atomic_io import atomic_path
+
+SH_C0 = 0.28209479177387814
+
+
+def rgb_to_sh(rgb: torch.Tensor) -> torch.Tensor:
+    """Colour in [0, 1] -> degree-0 SH coefficient (gsplat adds 0.5 back when rendering)."""
+    return (rgb - 0.5) / SH_C0
+
+
+def knn_mean_distance(points: torch.Tensor, k: int = 3, max_block: int = 2**25) -> torch.Tensor:
+    """Mean distance of each point ``[N, 3]`` to its ``k`` nearest other points, ``[N]`` (exact; rows in chunks
+    so that a distance block holds at most ``max_block`` values)."""
+    chunk = max(1, max_block // max(len(points), 1))
+    out = []
+    for i in range(0, len(points), chunk):
+        d = torch.cdist(points[i:i + chunk], points)
+        out.append(d.topk(min(k + 1, len(points)), largest=False).values[:, 1:].mean(-1))
+    return torch.cat(out)
+
+
+def init_gaussians(points: torch.Tensor, rgb: torch.Tensor, sh_degree: int, init_opacity: float,
+                   init_scale: float, generator: torch.Generator) -> torch.nn.ParameterDict:
+    """Gaussians at ``points [N, 3]`` with colours ``rgb [N, 3]``; scales from the 3-nearest-neighbour distance
+    times ``init_scale``, random rotations, opacity ``init_opacity``."""
+    n = len(points)
+    dist = knn_mean_distance(points).clamp_min(1e-7) if n > 1 else torch.ones(n)
+    quats = torch.rand(n, 4, generator=generator)
+    sh0 = rgb_to_sh(rgb)[:, None, :]
+    shN = torch.zeros(n, (sh_degree + 1) ** 2 - 1, 3)
+    return torch.nn.ParameterDict({
+        "means": torch.nn.Parameter(points.clone()),
+        "scales": torch.nn.Parameter(torch.log(dist * init_scale)[:, None].repeat(1, 3)),
+        "quats": torch.nn.Parameter(quats),
+        "opacities": torch.nn.Parameter(torch.logit(torch.full((n,), init_opacity))),
+        "sh0": torch.nn.Parameter(sh0),
+        "shN": torch.nn.Parameter(shN),
+    })
+
+
+def random_points(centre: torch.Tensor, half_size: float, n: int, generator: torch.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` random points in the cube ``centre +- half_size`` with random colours (no sparse points)."""
+    pts = centre + (torch.rand(n, 3, generator=generator) * 2 - 1) * half_size
+    return pts, torch.rand(n, 3, generator=generator)
+
+
+def make_optimizers(params: torch.nn.ParameterDict, lrs: dict[str, float]) -> dict[str, torch.optim.Adam]:
+    """One Adam per parameter (what gsplat's strategies expect), ``eps=1e-15`` as in 3DGS; torch's fused
+    kernel (one pass over the state instead of one op per formula term)."""
+    return {name: torch.optim.Adam([{"params": p, "lr": lrs[name], "name": name}], eps=1e-15, fused=True)
+            for name, p in params.items()}
+
+
+# ---------------------------------------------------------------- PLY
+
+def ply_fields(sh_rest: int) -> list[str]:
+    """Vertex properties of the 3DGS PLY layout (what splat viewers read), for ``sh_rest`` = K-1 SH bands."""
+    return (["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+            + [f"f_rest_{i}" for i in range(3 * sh_rest)]
+            + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])
+
+
+def save_ply(params: torch.nn.ParameterDict, path: str | Path) -> None:
+    """Write the Gaussians as a binary little-endian PLY in the reference 3DGS layout (activations not
+    applied: log scales, logit opacity, SH ``f_rest`` ordered channel-major), atomically."""
+    p = {k: v.detach().cpu().float() for k, v in params.items()}
+    n = len(p["means"])
+    rest = p["shN"].transpose(1, 2).reshape(n, -1)
+    data = torch.cat([p["means"], torch.zeros(n, 3), p["sh0"].reshape(n, 3), rest, p["opacities"][:, None],
+                      p["scales"], p["quats"]], 1).numpy().astype("<f4")
+    names = ply_fields(p["shN"].shape[1])
+    header = ["ply", "format binary_little_endian 1.0", f"element vertex {n}"]
+    header += [f"property float {name}" for name in names] + ["end_header"]
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(("\n".join(header) + "\n").encode())
+            f.write(data.tobytes())
+
+
+def load_ply(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a 3DGS PLY written by :func:`save_ply` (or the reference implementation): property -> ``[N]``."""
+    raw = Path(path).read_bytes()
+    end = raw.index(b"end_header\n") + len(b"end_header\n")
+    lines = raw[:end].decode().splitlines()
+    if lines[:2] != ["ply", "format binary_little_endian 1.0"]:
+        raise ValueError(f"{path}: not a binary little-endian PLY")
+    n = int(next(ln.split()[2] for ln in lines if ln.startswith("element vertex")))
+    names = [ln.split()[2] for ln in lines if ln.startswith("property float")]
+    data = np.frombuffer(raw[end:], "<f4", count=n * len(names)).reshape(n, len(names))
+    return {name: data[:, i] for i, name in enumerate(names)}
+
+
+def sh_degree_of(shN: torch.Tensor) -> int:
+    """SH degree stored in ``shN [N, K-1, 3]``."""
+    return int(math.isqrt(shN.shape[1] + 1)) - 1

@@ -1,0 +1,117 @@
+"""Training losses: photometric (L1 + SSIM) and the depth-prior losses.
+
+Every depth loss compares a rendered map ``r [H, W]`` with a prior ``p [H, W]`` *in the prior's space*
+(:func:`to_prior_space`: disparity ``1/depth`` for relative inverse-depth priors, depth for metric ones),
+over ``mask [H, W]`` pixels, as a mean (independent of image size). Residuals are measured in the
+prior's normalised units (:func:`normalize`: median 0, mean absolute deviation 1), so a loss value does
+not depend on the scene's arbitrary scale nor on the prior's units, and one ``lambda_depth`` means the
+same on every scene. What each loss is invariant to:
+
+- ``ssi``: scale-and-shift invariant. Per image, the rendered map is fitted to the prior by closed-form
+  least squares ``a*r + b ~ normalize(p)`` (no gradient through the solve), then L1. Invariant to the
+  scene's scale and to any positive scale and any shift of the prior.
+- ``pearson``: ``1 - corr(r, p)``. Invariant to positive scale and shift of both (so also scene scale).
+- ``l1``: for metric priors. ``mean |k*r - p| / mean(p)`` with ``k`` one scene-to-metric factor for the
+  whole scene (fitted once to the sparse points). Invariant to the units (a common scale of scene and
+  prior, through ``k``), not to a per-image scale or shift of the prior: that is the information a
+  metric prior adds.
+- ``sparse``: the reference 3DGS implementation's recipe. Per image, a scale/offset mapping the prior
+  onto the sparse points' inverse depth is fitted once (median / mean absolute deviation, see
+  :mod:`s3dgs.alignment`); the loss is L1 between the rendered disparity and the aligned prior, in the
+  prior's normalised units. Invariant to scene scale and to the prior's scale and shift (through the
+  fit to the points), but not to how the rendering's own scale drifts from the points.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from s3dgs.metrics import ssim_map
+
+MIN_PIXELS = 16
+
+
+def photometric_loss(render: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None,
+                     ssim_lambda: float = 0.2) -> torch.Tensor:
+    """``(1 - ssim_lambda) * L1 + ssim_lambda * (1 - SSIM)`` of ``[C, H, W, 3]`` images, over ``mask [C, H, W]``."""
+    if mask is not None:  # masked-out pixels take the target's value: no error there
+        render = torch.where(mask[..., None], render, gt)
+    l1 = (render - gt).abs()
+    l1 = l1.mean() if mask is None else l1[mask].mean()
+    s = ssim_map(render, gt)
+    s = s.mean() if mask is None else s[mask].mean()
+    return (1 - ssim_lambda) * l1 + ssim_lambda * (1 - s)
+
+
+def to_prior_space(depth: torch.Tensor, kind: str, near: float = 1e-6) -> torch.Tensor:
+    """Rendered z-depth -> the prior's quantity: disparity ``1/depth`` for ``inverse_depth`` priors."""
+    return 1.0 / depth.clamp_min(near) if kind == "inverse_depth" else depth
+
+
+def normalize(p: torch.Tensor) -> torch.Tensor:
+    """``(p - median) / mean|p - median|``: the prior's normalised units (1-D values)."""
+    med = p.median()
+    return (p - med) / (p - med).abs().mean().clamp_min(1e-12)
+
+
+def fit_affine(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Closed-form least squares ``a, b = argmin sum (a*x + b - y)^2`` over 1-D values, detached.
+
+    ``a`` is kept positive (a render whose depth order is inverted must not be rewarded for it): if the
+    fit gives ``a <= 0``, ``a`` matches standard deviations instead."""
+    x, y = x.detach().double(), y.detach().double()
+    xc, yc = x - x.mean(), y - y.mean()
+    var = (xc * xc).mean()
+    a = (xc * yc).mean() / var.clamp_min(1e-24)
+    if not a > 0:
+        a = yc.std() / xc.std().clamp_min(1e-12)
+    b = y.mean() - a * x.mean()
+    return a.to(torch.float32), b.to(torch.float32)
+
+
+def ssi_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Scale-and-shift-invariant L1: the render ``r`` fitted to the prior ``p`` per image (see module doc)."""
+    r, pn = r[mask], normalize(p[mask])
+    a, b = fit_affine(r, pn)
+    return (a * r + b - pn).abs().mean()
+
+
+def pearson_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``1 - Pearson correlation`` of ``r`` and ``p`` over ``mask``."""
+    r, p = r[mask], p[mask]
+    rc, pc = r - r.mean(), p - p.mean()
+    return 1 - (rc * pc).sum() / (rc.norm() * pc.norm()).clamp_min(1e-12)
+
+
+def metric_l1_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scene_to_metric: float) -> torch.Tensor:
+    """Relative L1 ``mean|k*r - p| / mean(p)`` of rendered depth ``r`` (scene units) and metric prior ``p``."""
+    p = p[mask]
+    return (scene_to_metric * r[mask] - p).abs().mean() / p.abs().mean().clamp_min(1e-12)
+
+
+def sparse_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scale: float, offset: float) -> torch.Tensor:
+    """L1 between rendered disparity ``r`` and the prior aligned to the sparse points, ``scale*p + offset``,
+    in the prior's normalised units (divided by ``scale`` x the prior's mean absolute deviation)."""
+    p = p[mask]
+    mad = (p - p.median()).abs().mean().clamp_min(1e-12)
+    return ((r[mask] - offset) / scale - p).abs().mean() / mad
+
+
+def depth_loss(name: str, r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor,
+               align: tuple[float, float] | None = None) -> torch.Tensor | None:
+    """The depth loss ``name`` (``ssi``, ``pearson``, ``l1``, ``sparse``); ``None`` when it does not apply to this
+    image (fewer than 16 usable pixels, or no alignment for ``l1``/``sparse``). ``align``: ``(k, 0)`` for ``l1``,
+    ``(scale, offset)`` for ``sparse``."""
+    if int(mask.sum()) < MIN_PIXELS:
+        return None
+    if name == "ssi":
+        return ssi_loss(r, p, mask)
+    if name == "pearson":
+        return pearson_loss(r, p, mask)
+    if align is None:
+        return None
+    if name == "l1":
+        return metric_l1_loss(r, p, mask, align[0])
+    if name == "sparse":
+        return sparse_loss(r, p, mask, *align)
+    raise ValueError(f"depth_loss.name={name!r}: use ssi, pearson, l1 or sparse")

@@ -1,0 +1,42 @@
+"""``python -m s3dgs.train``: the Hydra app that trains 3DGS with a depth prior (configs in ``configs/``).
+
+Examples::
+
+    python -m s3dgs.train                                   # built-in example scene, CPU is fine
+    python -m s3dgs.train data_dir=scene depth_dir=scene/depth lambda_depth=0.1
+    python -m s3dgs.train -m lambda_depth=0,0.1,0.5         # sweep; table in the sweep folder
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from preprocess.depth_png import DepthFileError
+from s3dgs.data.frames import DataError
+from s3dgs.trainer import TrainError, lookup, train
+
+log = logging.getLogger("s3dgs.train")
+
+
+@hydra.main(config_path="../configs", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    """Train; returns ``cfg.objective`` (e.g. test PSNR) for sweepers. Bad input: one line, exit status 1."""
+    try:
+        metrics = train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except (DataError, DepthFileError, TrainError) as e:
+        log.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    return lookup(metrics, cfg.objective)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,356 @@
+"""The training loop: Gaussians + Adam + a gsplat densification strategy + photometric and depth losses.
+
+:func:`train` is what ``python -m s3dgs.train`` runs inside Hydra's run directory; it takes the composed
+config and writes ``metrics.json``, ``point_cloud.ply``, ``ckpt.pt`` and ``renders/`` there.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from gsplat.strategy import DefaultStrategy, MCMCStrategy
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from preprocess.atomic_io import atomic_path, atomic_write_json
+from s3dgs import alignment, example
+from s3dgs.data.scene import Scene, View, load_scene
+from s3dgs.gaussians import init_gaussians, make_optimizers, random_points, save_ply
+from s3dgs.losses import depth_loss, photometric_loss, to_prior_space
+from s3dgs.metrics import depth_metrics, psnr, ssim
+from s3dgs.render import rasterization
+
+log = logging.getLogger(__name__)
+
+REFERENCE_STEPS = 30000  # strategy and SH schedules in the configs are written for a run of this length
+STEP_FIELDS = ("refine_start_iter", "refine_stop_iter", "reset_every", "refine_every", "refine_scale2d_stop_iter")
+MIN_REFINE_EVERY = 25  # densify no more often: gradient statistics must average over several views
+
+
+class TrainError(ValueError):
+    """A configuration that cannot train; the message says what to change."""
+
+
+def scaled_steps(n: int, steps: int) -> int:
+    """A step count written for a ``REFERENCE_STEPS`` run, scaled to a run of ``steps`` (at least 1 if ``n`` > 0)."""
+    return 0 if n <= 0 else max(1, round(n * steps / REFERENCE_STEPS))
+
+
+def make_strategy(cfg: DictConfig, steps: int, device: torch.device) -> DefaultStrategy | MCMCStrategy:
+    """gsplat strategy from the ``strategy`` config group, its step fields scaled to ``steps``."""
+    fields = OmegaConf.to_container(cfg, resolve=True)
+    name = fields.pop("name")
+    for key in STEP_FIELDS:
+        if key in fields:
+            fields[key] = scaled_steps(fields[key], steps)
+    if "refine_every" in fields:
+        fields["refine_every"] = max(fields["refine_every"], MIN_REFINE_EVERY)
+    if name == "default":
+        return DefaultStrategy(**fields)
+    if name == "mcmc":
+        if device.type != "cuda":
+            raise TrainError("strategy=mcmc needs CUDA (gsplat's relocation kernel); use strategy=default on CPU")
+        return MCMCStrategy(**fields)
+    raise TrainError(f"strategy.name={name!r}: use default or mcmc")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainError("device=cuda but no CUDA device is available; use device=cpu or device=auto")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise TrainError(f"device={name!r}: use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def resolve_data(cfg: DictConfig) -> tuple[Path, Path | None]:
+    """``(data_dir, depth_dir)``: the example scene when ``data_dir`` is null; ``<data_dir>/depth`` when
+    ``depth_dir`` is null and that folder exists."""
+    data_dir = Path(cfg.data_dir).expanduser() if cfg.data_dir else example.ensure_example()
+    if cfg.depth_dir:
+        return data_dir, Path(cfg.depth_dir).expanduser()
+    guess = data_dir / "depth"
+    return data_dir, (guess if guess.is_dir() else None)
+
+
+@dataclass
+class State:
+    """Everything a checkpoint holds."""
+
+    params: torch.nn.ParameterDict
+    optimizers: dict[str, torch.optim.Adam]
+    means_lr: torch.optim.lr_scheduler.ExponentialLR
+    strategy_state: dict[str, Any]
+    order: torch.Generator  # draws the training views
+    step: int = 0
+    train_seconds: float = 0.0
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig, out_dir: Path):
+        self.cfg, self.out_dir = cfg, out_dir
+        self.device = pick_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        if cfg.steps < 1:
+            raise TrainError(f"steps={cfg.steps}: must be at least 1")
+        data_dir, depth_dir = resolve_data(cfg)
+        d = cfg.data
+        self.scene: Scene = load_scene(data_dir, d.type, d.images, d.downscale, tuple(d.background), d.test_every,
+                                       d.num_train_views, depth_dir)
+        self.background = torch.tensor(list(d.background), dtype=torch.float32, device=self.device)
+        self.extent = self.scene.extent()
+        self.strategy = make_strategy(cfg.strategy, cfg.steps, self.device)
+        self.depth_align = self._depth_alignment()
+        self.sh_interval = scaled_steps(cfg.sh_degree_interval, cfg.steps)
+
+    def _depth_alignment(self) -> dict[str, tuple[float, float]]:
+        """Per-view alignment for the ``sparse`` / ``l1`` depth losses; checks the loss fits the prior kind."""
+        name, kind = self.cfg.depth_loss.name, self.scene.prior_kind
+        if self.cfg.lambda_depth <= 0 or kind is None:
+            if self.cfg.lambda_depth > 0:
+                log.warning("lambda_depth=%s but no depth priors (set depth_dir=...): training without the depth term",
+                            self.cfg.lambda_depth)
+            return {}
+        if name == "sparse":
+            if kind != "inverse_depth":
+                raise TrainError("depth_loss=sparse aligns relative inverse-depth priors; these priors are metric "
+                                 "depth: use depth_loss=l1 or depth_loss=ssi")
+            return alignment.sparse_alignments(self.scene.train, self.scene.points)
+        if name == "l1":
+            if kind != "depth":
+                raise TrainError("depth_loss=l1 needs metric priors (depth_meta.json kind 'depth'); these are relative "
+                                 "inverse depth: use depth_loss=ssi (default) or pearson")
+            k = alignment.metric_scale(self.scene.train, self.scene.points)
+            log.info("depth_loss=l1: %.4g metres per scene unit", k)
+            return {v.stem: (k, 0.0) for v in self.scene.train}
+        if name not in ("ssi", "pearson"):
+            raise TrainError(f"depth_loss.name={name!r}: use ssi, pearson, l1 or sparse")
+        return {}
+
+    # ------------------------------------------------------------ state
+
+    def init_state(self) -> State:
+        cfg, scene = self.cfg, self.scene
+        gen = torch.Generator().manual_seed(cfg.seed)
+        if len(scene.points):
+            pts, rgb = scene.points, scene.points_rgb
+        else:
+            centres = torch.stack([v.camtoworld[:3, 3] for v in scene.views])
+            pts, rgb = random_points(centres.mean(0), self.extent, cfg.init.num_random, gen)
+            log.info("no sparse points: %d random Gaussians in the camera bounds", len(pts))
+        params = init_gaussians(pts, rgb, cfg.sh_degree, cfg.init.opacity, cfg.init.scale, gen).to(self.device)
+        return self._state_for(params, gen)
+
+    def _state_for(self, params: torch.nn.ParameterDict, gen: torch.Generator) -> State:
+        lr = self.cfg.lr
+        lrs = {"means": lr.means * self.extent, "scales": lr.scales, "quats": lr.quats, "opacities": lr.opacities,
+               "sh0": lr.sh0, "shN": lr.shN}
+        optimizers = make_optimizers(params, lrs)
+        gamma = (lr.means_final / lr.means) ** (1.0 / self.cfg.steps)
+        sched = torch.optim.lr_scheduler.ExponentialLR(optimizers["means"], gamma=gamma)
+        self.strategy.check_sanity(params, optimizers)
+        if isinstance(self.strategy, DefaultStrategy):
+            strategy_state = self.strategy.initialize_state(scene_scale=self.extent)
+        else:
+            strategy_state = self.strategy.initialize_state()
+        return State(params, optimizers, sched, strategy_state, gen)
+
+    def save_checkpoint(self, st: State) -> None:
+        with atomic_path(self.out_dir / "ckpt.pt") as tmp:
+            torch.save({"step": st.step, "train_seconds": st.train_seconds,
+                        "params": {k: v.detach().cpu() for k, v in st.params.items()},
+                        "optimizers": {k: o.state_dict() for k, o in st.optimizers.items()},
+                        "means_lr": st.means_lr.state_dict(), "strategy_state": st.strategy_state,
+                        "order": st.order.get_state()}, tmp)
+
+    def load_checkpoint(self, path: Path) -> State:
+        try:
+            ck = torch.load(path, map_location="cpu", weights_only=False)
+        except (OSError, RuntimeError, EOFError) as e:
+            raise TrainError(f"{path}: not a readable checkpoint ({e}); delete it or set resume=false") from None
+        params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in ck["params"].items()}).to(self.device)
+        gen = torch.Generator()
+        gen.set_state(ck["order"])
+        st = self._state_for(params, gen)
+        for k, o in st.optimizers.items():
+            o.load_state_dict(ck["optimizers"][k])
+        st.means_lr.load_state_dict(ck["means_lr"])
+        st.strategy_state = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in ck["strategy_state"].items()}
+        st.step, st.train_seconds = ck["step"], ck["train_seconds"]
+        log.info("resumed from %s at step %d", path, st.step)
+        return st
+
+    # ------------------------------------------------------------ rendering and losses
+
+    def render(self, params: torch.nn.ParameterDict, view: View, sh_degree: int):
+        """Render ``view``: RGB ``[1, H, W, 3]``, expected z-depth ``[1, H, W]``, alpha ``[1, H, W]``, info."""
+        colors = torch.cat([params["sh0"], params["shN"]], 1)
+        out, alphas, info = rasterization(
+            params["means"], params["quats"], torch.exp(params["scales"]), torch.sigmoid(params["opacities"]),
+            colors, torch.linalg.inv(view.camtoworld)[None].to(self.device), view.K[None].to(self.device),
+            view.width, view.height, near_plane=self.cfg.near_plane, far_plane=self.cfg.far_plane,
+            sh_degree=sh_degree, packed=self.cfg.packed, backgrounds=self.background[None],
+            render_mode="RGB+ED", absgrad=getattr(self.strategy, "absgrad", False), backend=self.cfg.backend)
+        return out[..., :3], out[..., 3], alphas[..., 0], info
+
+    def depth_weight(self, step: int) -> float:
+        """``lambda_depth`` at ``step``, decayed exponentially to ``decay x lambda_depth`` at the last step."""
+        return self.cfg.lambda_depth * self.cfg.depth_loss.decay ** (step / self.cfg.steps)
+
+    def view_depth_loss(self, view: View, depth: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor | None:
+        if view.prior is None or self.scene.prior_kind is None:
+            return None
+        dev = self.device
+        mask = view.prior_valid.to(dev) & (alpha > self.cfg.depth_loss.min_alpha)
+        if view.mask is not None:
+            mask &= view.mask.to(dev)
+        r = to_prior_space(depth, self.scene.prior_kind, self.cfg.near_plane)
+        return depth_loss(self.cfg.depth_loss.name, r, view.prior.to(dev), mask, self.depth_align.get(view.stem))
+
+    # ------------------------------------------------------------ loop
+
+    def train_step(self, st: State, step: int, view: View, use_depth: bool) -> tuple[torch.Tensor, ...]:
+        """One optimisation step on ``view``: render, losses, backward, densification, Adam.
+        Returns the loss and the rendered / target images and mask (for the progress bar)."""
+        cfg = self.cfg
+        gt = view.image.to(self.device)[None]
+        mask = None if view.mask is None else view.mask.to(self.device)[None]
+        rgb, depth, alpha, info = self.render(st.params, view, min(step // self.sh_interval, cfg.sh_degree))
+        self.strategy.step_pre_backward(st.params, st.optimizers, st.strategy_state, step, info)
+        loss = photometric_loss(rgb, gt, mask, cfg.ssim_lambda)
+        dl = self.view_depth_loss(view, depth[0], alpha[0]) if use_depth else None
+        if dl is not None:
+            loss = loss + self.depth_weight(step) * dl
+        loss.backward()
+        if isinstance(self.strategy, DefaultStrategy):
+            self.strategy.step_post_backward(st.params, st.optimizers, st.strategy_state, step, info,
+                                             packed=cfg.packed)
+        else:
+            self.strategy.step_post_backward(st.params, st.optimizers, st.strategy_state, step, info,
+                                             lr=st.means_lr.get_last_lr()[0])
+        for opt in st.optimizers.values():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        st.means_lr.step()
+        st.step = step + 1
+        return loss.detach(), rgb.detach(), gt, mask
+
+    def fit(self, st: State) -> None:
+        """Train from ``st.step`` to ``cfg.steps``, one random training view per step (each view once per epoch)."""
+        cfg, train = self.cfg, self.scene.train
+        use_depth = cfg.lambda_depth > 0 and self.scene.prior_kind is not None
+        order: list[int] = []
+        bar = tqdm(range(st.step, cfg.steps), initial=st.step, total=cfg.steps, mininterval=1.0,
+                   desc="train", dynamic_ncols=True)
+        t0 = time.perf_counter()
+        try:
+            for step in bar:
+                if not order:
+                    order = torch.randperm(len(train), generator=st.order).tolist()
+                loss, rgb, gt, mask = self.train_step(st, step, train[order.pop()], use_depth)
+                if step % 25 == 0 or st.step == cfg.steps:
+                    bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr(rgb, gt, mask).item():.2f}",
+                                    gaussians=len(st.params["means"]), refresh=False)
+                if cfg.save_every and st.step % cfg.save_every == 0 and st.step < cfg.steps:
+                    st.train_seconds += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    self.save_checkpoint(st)
+        finally:
+            st.train_seconds += time.perf_counter() - t0
+
+    # ------------------------------------------------------------ evaluation and outputs
+
+    @torch.no_grad()
+    def evaluate(self, st: State, views: list[View], renders_dir: Path | None) -> dict[str, float]:
+        """Mean PSNR / SSIM (and depth AbsRel / delta1 where ground truth exists) over ``views``."""
+        rows = []
+        for v in views:
+            rgb, depth, _, _ = self.render(st.params, v, self.cfg.sh_degree)
+            rgb = rgb.clamp(0, 1)
+            gt = v.image.to(self.device)[None]
+            mask = None if v.mask is None else v.mask.to(self.device)[None]
+            row = {"psnr": float(psnr(rgb, gt, mask)), "ssim": float(ssim(rgb, gt, mask))}
+            if v.gt_depth is not None:
+                dm = depth_metrics(depth[0].cpu(), v.gt_depth)
+                row.update(depth_abs_rel=dm["abs_rel"], depth_delta1=dm["delta1"])
+            rows.append(row)
+            if renders_dir is not None:
+                save_side_by_side(renders_dir / f"{v.stem}.png", rgb[0].cpu(), gt[0].cpu(), depth[0].cpu())
+        keys = set.intersection(*(set(r) for r in rows)) if rows else set()
+        return {k: float(np.mean([r[k] for r in rows])) for k in sorted(keys)} | {"num_views": len(rows)}
+
+    def write_outputs(self, st: State) -> dict[str, Any]:
+        cfg = self.cfg
+        renders = self.out_dir / "renders" if cfg.save_renders else None
+        if renders is not None:
+            renders.mkdir(exist_ok=True)
+        metrics: dict[str, Any] = {}
+        if self.scene.test:
+            metrics["test"] = self.evaluate(st, self.scene.test, renders)
+        else:
+            log.warning("no test views (data.test_every=0 or too few images): metrics are on training views")
+        metrics["train"] = self.evaluate(st, self.scene.train, None)
+        metrics |= {"num_gaussians": len(st.params["means"]), "train_seconds": round(st.train_seconds, 2),
+                    "steps": st.step, "lambda_depth": cfg.lambda_depth, "depth_loss": cfg.depth_loss.name,
+                    "num_train_views": len(self.scene.train), "device": str(self.device)}
+        save_ply(st.params, self.out_dir / "point_cloud.ply")
+        self.save_checkpoint(st)
+        atomic_write_json(self.out_dir / "metrics.json", metrics)
+        return metrics
+
+
+def save_side_by_side(path: Path, rgb: torch.Tensor, gt: torch.Tensor, depth: torch.Tensor) -> None:
+    """PNG of render | ground truth | colour-mapped inverse depth (``[H, W, 3]``, ``[H, W, 3]``, ``[H, W]``)."""
+    disp = 1.0 / depth.clamp_min(1e-6)
+    lo, hi = torch.quantile(disp, 0.02), torch.quantile(disp, 0.98)
+    d8 = ((disp - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1).mul(255).byte().numpy()
+    dcol = cv2.applyColorMap(d8, cv2.COLORMAP_TURBO)
+    to8 = lambda x: cv2.cvtColor((x.numpy() * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR)  # noqa: E731
+    ok, buf = cv2.imencode(".png", np.hstack([to8(rgb), to8(gt), dcol]))
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.tobytes())
+
+
+def lookup(metrics: dict[str, Any], dotted: str) -> float:
+    """``metrics["a"]["b"]`` for ``"a.b"``; NaN when absent."""
+    cur: Any = metrics
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return math.nan
+        cur = cur[part]
+    return float(cur)
+
+
+def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """Train with ``cfg`` and write every output into ``out_dir``; returns the metrics."""
+    trainer = Trainer(cfg, out_dir)
+    resume = cfg.resume
+    if resume:
+        path = out_dir / "ckpt.pt" if resume is True else Path(str(resume)).expanduser()
+        if not path.exists():
+            raise TrainError(f"resume: {path} does not exist; point hydra.run.dir at the earlier run's folder "
+                             "(or resume=<path to ckpt.pt>)")
+        st = trainer.load_checkpoint(path)
+    else:
+        st = trainer.init_state()
+    log.info("training %d Gaussians for %d steps on %s (%d train views, lambda_depth=%s, depth_loss=%s)",
+             len(st.params["means"]), cfg.steps, trainer.device, len(trainer.scene.train), cfg.lambda_depth,
+             cfg.depth_loss.name)
+    try:
+        trainer.fit(st)
+    except KeyboardInterrupt:
+        trainer.save_checkpoint(st)
+        log.warning("interrupted at step %d; ckpt.pt saved: continue with resume=true hydra.run.dir=%s", st.step, out_dir)
+        raise
+    metrics = trainer.write_outputs(st)
+    log.info("done: %s", {k: v for k, v in metrics.items() if k != "train"})
+    return metrics

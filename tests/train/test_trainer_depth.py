@@ -1,0 +1,73 @@
+"""The trainer's depth paths in-process (Hydra compose API, same config files): each loss applies to the views
+it should, and metric priors get one scene-to-metric factor."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from preprocess.depth_png import DepthMeta, quantize, write_depth_png
+from s3dgs.trainer import REFERENCE_STEPS, TrainError, Trainer, make_strategy, scaled_steps
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cfg(*overrides):
+    with initialize_config_dir(str(REPO_ROOT / "configs"), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+def _first_losses(trainer, n=3):
+    st = trainer.init_state()
+    out = []
+    for v in trainer.scene.train[:n]:
+        _, depth, alpha, _ = trainer.render(st.params, v, 0)
+        out.append(trainer.view_depth_loss(v, depth[0].detach(), alpha[0].detach()))
+    return out
+
+
+def test_sparse_loss_aligns_views_to_the_points(example_dir, tmp_path):
+    t = Trainer(_cfg(f"data_dir={example_dir}", "depth_loss=sparse"), tmp_path)
+    assert len(t.depth_align) >= 15  # most of the 21 training views have enough points
+    assert all(s > 0 for s, _ in t.depth_align.values())
+    losses = [x for x in _first_losses(t) if x is not None]
+    assert losses and all(np.isfinite(float(x)) and float(x) > 0 for x in losses)
+
+
+def test_metric_priors_with_l1(small_copy, tmp_path):
+    meta = DepthMeta(backend="test", model="metric", kind="depth", relative=False, units="m")
+    for f in sorted((small_copy / "gt_depth").glob("*.npy")):
+        png, lo, hi = quantize(2.5 * np.load(f))  # the scene is in units of 0.4 m
+        write_depth_png(small_copy / "depth" / f"{f.stem}.png", png)
+        meta.images[f.stem] = {"min": lo, "max": hi, "width": 80, "height": 60, "source": f.name}
+    meta.save(small_copy / "depth")
+    t = Trainer(_cfg(f"data_dir={small_copy}", "depth_loss=l1"), tmp_path)
+    k = next(iter(t.depth_align.values()))[0]
+    assert k == pytest.approx(2.5, rel=0.03)
+    assert all(x is not None and float(x) > 0 for x in _first_losses(t))
+    with pytest.raises(TrainError, match="depth_loss=sparse aligns relative inverse-depth priors"):
+        Trainer(_cfg(f"data_dir={small_copy}", "depth_loss=sparse"), tmp_path)
+
+
+def test_no_priors_trains_without_depth_term(small_copy, tmp_path, caplog):
+    import shutil
+    shutil.rmtree(small_copy / "depth")
+    t = Trainer(_cfg(f"data_dir={small_copy}", "lambda_depth=0.1"), tmp_path)
+    assert t.scene.prior_kind is None and "training without the depth term" in caplog.text
+
+
+def test_strategy_steps_scale_with_the_run_and_mcmc_needs_cuda():
+    cfg = _cfg("steps=1000")
+    s = make_strategy(cfg.strategy, 1000, __import__("torch").device("cpu"))
+    assert (s.refine_start_iter, s.refine_stop_iter, s.refine_every) == (17, 500, 100)
+    assert scaled_steps(1000, REFERENCE_STEPS) == 1000 and scaled_steps(0, 10) == 0
+    with pytest.raises(TrainError, match="strategy=mcmc needs CUDA"):
+        make_strategy(_cfg("strategy=mcmc").strategy, 1000, __import__("torch").device("cpu"))
+
+
+def test_depth_weight_decays_like_the_reference(example_dir, tmp_path):
+    t = Trainer(_cfg(f"data_dir={example_dir}", "lambda_depth=1.0", "depth_loss.decay=0.01", "steps=300"), tmp_path)
+    assert t.depth_weight(0) == pytest.approx(1.0)
+    assert t.depth_weight(150) == pytest.approx(0.1)
+    assert t.depth_weight(300) == pytest.approx(0.01)
