@@ -71,8 +71,9 @@ def rasterization(
             raise ValueError("backend='gsplat' needs CUDA tensors; use backend='torch' (or 'auto') on CPU")
         import gsplat
         # arguments newer than gsplat 1.4 are passed only when used, so older gsplat versions keep working
-        newer = {"segmented": segmented, "covars": covars, "with_ut": with_ut, "with_eval3d": with_eval3d, "radial_coeffs": radial_coeffs,
-                 "tangential_coeffs": tangential_coeffs, "thin_prism_coeffs": thin_prism_coeffs,
+        newer = {"segmented": segmented, "covars": covars, "with_ut": with_ut, "with_eval3d": with_eval3d,
+                 "radial_coeffs": radial_coeffs, "tangential_coeffs": tangential_coeffs,
+                 "thin_prism_coeffs": thin_prism_coeffs,
                  "ftheta_coeffs": ftheta_coeffs, "rolling_shutter": rolling_shutter, "viewmats_rs": viewmats_rs}
         return gsplat.rasterization(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane=near_plane,
@@ -85,8 +86,9 @@ def rasterization(
                      radial_coeffs, tangential_coeffs, thin_prism_coeffs, ftheta_coeffs, rolling_shutter, viewmats_rs)
     n_gauss, n_cams = means.shape[0], viewmats.shape[0]
     radii, means2d, depths, conics, compensations = project_gaussians(
-        means, viewmats, Ks, width, height, quats=quats, scales=scales, covars=covars, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
-        radius_clip=radius_clip, opacities=opacities, calc_compensations=rasterize_mode == "antialiased")
+        means, viewmats, Ks, width, height, quats=quats, scales=scales, covars=covars, eps2d=eps2d,
+        near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip, opacities=opacities,
+        calc_compensations=rasterize_mode == "antialiased")
     opacities = opacities[None].expand(n_cams, n_gauss)
     if compensations is not None:
         opacities = opacities * compensations
@@ -161,6 +163,8 @@ def _check_supported(means, viewmats, render_mode, rasterize_mode, camera_model,
                      radial_coeffs, tangential_coeffs, thin_prism_coeffs, ftheta_coeffs, rolling_shutter,
                      viewmats_rs) -> None:
     """Refuse, with the reason, what the CPU rasterizer does not implement."""
+    if means.is_cuda:
+        raise ValueError("backend='torch' renders CPU tensors; move them to the CPU or use backend='gsplat'")
     if means.dim() != 2 or viewmats.dim() != 3:
         raise ValueError("the CPU rasterizer takes means [N, 3] and viewmats [C, 4, 4] (no batch dimensions)")
     if render_mode not in ("RGB", "D", "ED", "RGB+D", "RGB+ED"):

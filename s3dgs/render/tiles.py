@@ -1,5 +1,5 @@
-"""Tile binning: which Gaussians touch which 16x16 tile, sorted front to back (gsplat's `isect_tiles` and
-`isect_offset_encode`, vectorised; the counting sort runs in a small numba kernel)."""
+"""Tile binning: which Gaussians touch which tile, sorted front to back (gsplat's `isect_tiles` and
+`isect_offset_encode`): tile bounds and depth order in PyTorch, a counting sort by tile in a small numba kernel."""
 
 import math
 from typing import Tuple
