@@ -323,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = write_example(args.out_dir)
     except OSError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: cannot write the example scene to {args.out_dir}: {e.strerror or e} ({e.filename}); "
+              "pass a new or existing folder you can write to", file=sys.stderr)
         return 1
     print(f"wrote the example scene ({NUM_VIEWS} views, {WIDTH}x{HEIGHT}) to {out}")
     return 0
