@@ -88,7 +88,7 @@ def main() -> None:
     h, w = network_size(args.height, args.width, args.input_size)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cpus, "
           f"load average {os.getloadavg()[0]:.1f}; frames {args.width}x{args.height} -> network {w}x{h}")
-    rate = matmul_gflops()
+    rate = matmul_gflops(time.perf_counter)
     flops = flops_per_frame(vits_model(), args.height, args.width, args.input_size)
     limit_fps = rate * 1e9 / flops
     print(f"matmul fp32: {rate:.0f} GFLOP/s; vits: {flops / 1e9:.1f} GFLOP/frame; compute limit "
