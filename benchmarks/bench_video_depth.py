@@ -21,6 +21,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,15 +31,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_depth_throughput import matmul_gflops  # noqa: E402  (this folder is on sys.path)
-from preprocess.video_depth import VideoDepthAnything, infer_video_depth, stream_video_depth  # noqa: E402
+from preprocess.video_depth import VideoDepthAnything, build_model, infer_video_depth, stream_video_depth  # noqa: E402
 from preprocess.video_depth.inference import STEP, WINDOW, network_size  # noqa: E402
-from preprocess.video_depth.testing import random_state_dict, synthetic_clip  # noqa: E402
+from preprocess.video_depth.testing import save_random_checkpoint, synthetic_clip  # noqa: E402
 
 
 def vits_model() -> VideoDepthAnything:
-    model = VideoDepthAnything("vits")
-    model.load_state_dict(random_state_dict("vits", seed=0), strict=True)
-    return model.eval()
+    """vits with random weights, saved as an official checkpoint and loaded by ``build_model`` (the product path)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return build_model("vits", save_random_checkpoint(tmp, "vits", seed=0))
 
 
 def flops_per_frame(model: VideoDepthAnything, height: int, width: int, input_size: int) -> float:

