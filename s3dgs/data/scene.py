@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from PIL import Image as PILImage, ImageOps
 
+from preprocess.images import ImageReadError, open_oriented, to_rgb8
 from s3dgs.data.frames import DataError, Frame, read_layout
 from s3dgs.data.priors import load_priors
 
@@ -70,16 +70,20 @@ class Scene:
 
 
 def _read_rgb(path: Path, background: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Image file -> float32 ``[H, W, 3]`` in [0, 1] (alpha composited on ``background``) and alpha mask."""
+    """Image file -> float32 ``[H, W, 3]`` in [0, 1] (alpha composited on ``background``) and alpha mask.
+
+    Decoding, EXIF orientation and mode handling are preprocess's (the same pixels the depth priors saw)."""
     try:
-        with PILImage.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            has_alpha = im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info)
-            arr = np.asarray(im.convert("RGBA" if has_alpha else "RGB"), np.float32) / 255.0
-    except OSError as e:
+        im = open_oriented(path)
+    except ImageReadError as e:
+        raise DataError(str(e)) from None
+    try:
+        has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+        if not has_alpha:
+            return to_rgb8(im).astype(np.float32) / 255.0, None
+        arr = np.asarray(im.convert("RGBA"), np.float32) / 255.0
+    except (OSError, ValueError) as e:
         raise DataError(f"{path}: not a readable image ({e}); remove it or re-export it") from None
-    if not has_alpha:
-        return arr, None
     alpha = arr[..., 3:]
     return arr[..., :3] * alpha + background * (1 - alpha), alpha[..., 0] > 0.5
 
