@@ -20,7 +20,7 @@ from gsplat.strategy import DefaultStrategy, MCMCStrategy
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from preprocess.atomic_io import atomic_path, atomic_write_json
+from preprocess.atomic_io import atomic_path, atomic_write_bytes, atomic_write_json
 from s3dgs import alignment, example
 from s3dgs.data.scene import Scene, View, load_scene
 from s3dgs.gaussians import init_gaussians, make_optimizers, random_points, save_ply
@@ -316,8 +316,9 @@ def save_side_by_side(path: Path, rgb: torch.Tensor, gt: torch.Tensor, depth: to
     dcol = cv2.applyColorMap(d8, cv2.COLORMAP_TURBO)
     to8 = lambda x: cv2.cvtColor((x.numpy() * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR)  # noqa: E731
     ok, buf = cv2.imencode(".png", np.hstack([to8(rgb), to8(gt), dcol]))
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.tobytes())
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def lookup(metrics: dict[str, Any], dotted: str) -> float:
