@@ -251,8 +251,22 @@ def sparse_points(K, poses, depths, images, rng, per_view: int = 60, noise: floa
     return np.array(xyz), np.array(rgb), tracks
 
 
-def write_example(out_dir: str | Path) -> Path:
-    """Generate the example scene into ``out_dir`` (created; existing files are overwritten)."""
+def degrade_points(xyz: np.ndarray, rgb: np.ndarray, tracks: list, rng: np.random.Generator, num_points: int | None,
+                   outliers: float) -> tuple[np.ndarray, np.ndarray, list]:
+    """Keep ``num_points`` random points (all if None) and move a share ``outliers`` of them to uniform positions
+    in the points' bounding box (they keep their colour and track: false matches, as SfM makes them)."""
+    keep = np.sort(rng.choice(len(xyz), size=min(num_points or len(xyz), len(xyz)), replace=False))
+    xyz, rgb, tracks = xyz[keep].copy(), rgb[keep], [tracks[i] for i in keep]
+    bad = rng.random(len(xyz)) < outliers
+    xyz[bad] = rng.uniform(xyz.min(0), xyz.max(0), (int(bad.sum()), 3))
+    return xyz, rgb, tracks
+
+
+def write_example(out_dir: str | Path, num_points: int | None = None, point_noise: float = 0.01,
+                  outliers: float = 0.0) -> Path:
+    """Generate the example scene into ``out_dir`` (created; existing files are overwritten). The defaults give
+    the built-in scene (~1000 points, 0.01 noise); ``num_points``, ``point_noise`` (world units; the cameras
+    are 2.6 from the plant) and ``outliers`` (share of points moved anywhere) make sparser, worse SfM."""
     out = Path(out_dir)
     for sub in ("images", "sparse/0", "gt_depth", "depth"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -275,7 +289,9 @@ def write_example(out_dir: str | Path) -> Path:
         write_depth_png(out / "depth" / f"{name}.png", png)
         meta.images[name] = {"min": lo, "max": hi, "width": WIDTH, "height": HEIGHT, "source": f"{name}.png"}
     meta.save(out / "depth")
-    xyz, rgb, tracks = sparse_points(K, poses, depths, images, rng)
+    xyz, rgb, tracks = sparse_points(K, poses, depths, images, rng, noise=point_noise)
+    if num_points is not None or outliers > 0:
+        xyz, rgb, tracks = degrade_points(xyz, rgb, tracks, rng, num_points, outliers)
     imgs = {i + 1: colmap.Image(i + 1, colmap.rotmat_to_qvec(np.linalg.inv(c2w)[:3, :3]), np.linalg.inv(c2w)[:3, 3],
                                 1, f"{name}.png", np.zeros((0, 2)), np.zeros(0, np.int64))
             for i, (name, c2w) in enumerate(zip(names, poses))}
@@ -319,9 +335,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m s3dgs.example",
                                  description="Write the built-in example scene as a COLMAP dataset.")
     ap.add_argument("out_dir", help="folder to write (images/, sparse/0/, gt_depth/, depth/)")
+    ap.add_argument("--points", type=int, default=None, help="keep this many sparse points (default: all, ~1000)")
+    ap.add_argument("--point-noise", type=float, default=0.01,
+                    help="sparse point position noise in world units (default 0.01; 0.08 = 3%% of the camera distance)")
+    ap.add_argument("--outliers", type=float, default=0.0, help="share of sparse points moved anywhere (e.g. 0.1)")
     args = ap.parse_args(argv)
+    if args.points is not None and args.points < 1 or not 0 <= args.outliers <= 1 or args.point_noise < 0:
+        ap.error("--points must be >= 1, --outliers in [0, 1], --point-noise >= 0")
     try:
-        out = write_example(args.out_dir)
+        out = write_example(args.out_dir, args.points, args.point_noise, args.outliers)
     except OSError as e:
         print(f"error: cannot write the example scene to {args.out_dir}: {e.strerror or e} ({e.filename}); "
               "pass a new or existing folder you can write to", file=sys.stderr)

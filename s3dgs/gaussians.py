@@ -1,4 +1,4 @@
-"""Gaussian parameters: initialisation, optimizers, and the standard 3DGS PLY file.
+"""Gaussian parameters: colour encoding, optimizers, and the standard 3DGS PLY file (initialisation: :mod:`s3dgs.init`).
 
 Parameters live in a ``torch.nn.ParameterDict`` with gsplat's names and activations: ``means [N, 3]``,
 ``scales [N, 3]`` (log), ``quats [N, 4]`` (wxyz, unnormalised), ``opacities [N]`` (logit), ``sh0 [N, 1, 3]``
@@ -21,43 +21,6 @@ SH_C0 = 0.28209479177387814
 def rgb_to_sh(rgb: torch.Tensor) -> torch.Tensor:
     """Colour in [0, 1] -> degree-0 SH coefficient (gsplat adds 0.5 back when rendering)."""
     return (rgb - 0.5) / SH_C0
-
-
-def knn_mean_distance(points: torch.Tensor, k: int = 3, max_block: int = 2**25) -> torch.Tensor:
-    """Mean distance of each point ``[N, 3]`` to its ``k`` nearest other points, ``[N]`` (exact; rows in chunks
-    so that a distance block holds at most ``max_block`` values)."""
-    chunk = max(1, max_block // max(len(points), 1))
-    out = []
-    for i in range(0, len(points), chunk):
-        d = torch.cdist(points[i:i + chunk], points)
-        out.append(d.topk(min(k + 1, len(points)), largest=False).values[:, 1:].mean(-1))
-    return torch.cat(out)
-
-
-def init_gaussians(points: torch.Tensor, rgb: torch.Tensor, sh_degree: int, init_opacity: float,
-                   init_scale: float, generator: torch.Generator) -> torch.nn.ParameterDict:
-    """Gaussians at ``points [N, 3]`` with colours ``rgb [N, 3]``; scales from the 3-nearest-neighbour distance
-    times ``init_scale``, random rotations, opacity ``init_opacity``."""
-    n = len(points)
-    dist = knn_mean_distance(points).clamp_min(1e-7) if n > 1 else torch.ones(n)
-    quats = torch.rand(n, 4, generator=generator)
-    sh0 = rgb_to_sh(rgb)[:, None, :]
-    shN = torch.zeros(n, (sh_degree + 1) ** 2 - 1, 3)
-    return torch.nn.ParameterDict({
-        "means": torch.nn.Parameter(points.clone()),
-        "scales": torch.nn.Parameter(torch.log(dist * init_scale)[:, None].repeat(1, 3)),
-        "quats": torch.nn.Parameter(quats),
-        "opacities": torch.nn.Parameter(torch.logit(torch.full((n,), init_opacity))),
-        "sh0": torch.nn.Parameter(sh0),
-        "shN": torch.nn.Parameter(shN),
-    })
-
-
-def random_points(centre: torch.Tensor, half_size: float, n: int, generator: torch.Generator
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` random points in the cube ``centre +- half_size`` with random colours (no sparse points)."""
-    pts = centre + (torch.rand(n, 3, generator=generator) * 2 - 1) * half_size
-    return pts, torch.rand(n, 3, generator=generator)
 
 
 def make_optimizers(params: torch.nn.ParameterDict, lrs: dict[str, float]) -> dict[str, torch.optim.Adam]:

@@ -13,54 +13,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import torch
-from gsplat.strategy import DefaultStrategy, MCMCStrategy
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from preprocess.atomic_io import atomic_path, atomic_write_bytes, atomic_write_json
+from preprocess.atomic_io import atomic_path, atomic_write_json
 from s3dgs import alignment, example
 from s3dgs.data.scene import Scene, View, load_scene
-from s3dgs.gaussians import init_gaussians, make_optimizers, random_points, save_ply
+from s3dgs.errors import TrainError
+from s3dgs.evaluate import evaluate_scene
+from s3dgs.gaussians import make_optimizers, save_ply
+from s3dgs.init import init_gaussians, random_init_box, random_points
 from s3dgs.losses import depth_loss, photometric_loss, to_prior_space
-from s3dgs.metrics import depth_metrics, psnr, ssim
+from s3dgs.metrics import psnr
 from s3dgs.render import rasterization
+from s3dgs.strategy import BudgetDefaultStrategy, make_strategy, scaled_steps, strategy_regulariser
 
 log = logging.getLogger(__name__)
-
-REFERENCE_STEPS = 30000  # strategy and SH schedules in the configs are written for a run of this length
-STEP_FIELDS = ("refine_start_iter", "refine_stop_iter", "reset_every", "refine_every", "refine_scale2d_stop_iter")
-MIN_REFINE_EVERY = 25  # densify no more often: gradient statistics must average over several views
-
-
-class TrainError(ValueError):
-    """A configuration that cannot train; the message says what to change."""
-
-
-def scaled_steps(n: int, steps: int) -> int:
-    """A step count written for a ``REFERENCE_STEPS`` run, scaled to a run of ``steps`` (at least 1 if ``n`` > 0)."""
-    return 0 if n <= 0 else max(1, round(n * steps / REFERENCE_STEPS))
-
-
-def make_strategy(cfg: DictConfig, steps: int, device: torch.device) -> DefaultStrategy | MCMCStrategy:
-    """gsplat strategy from the ``strategy`` config group, its step fields scaled to ``steps``."""
-    fields = OmegaConf.to_container(cfg, resolve=True)
-    name = fields.pop("name")
-    for key in STEP_FIELDS:
-        if key in fields:
-            fields[key] = scaled_steps(fields[key], steps)
-    if "refine_every" in fields:
-        fields["refine_every"] = max(fields["refine_every"], MIN_REFINE_EVERY)
-    if name == "default":
-        return DefaultStrategy(**fields)
-    if name == "mcmc":
-        if device.type != "cuda":
-            raise TrainError("strategy=mcmc needs CUDA (gsplat's relocation kernel); use strategy=default on CPU")
-        return MCMCStrategy(**fields)
-    raise TrainError(f"strategy.name={name!r}: use default or mcmc")
-
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
@@ -104,11 +73,12 @@ class Trainer:
             raise TrainError(f"steps={cfg.steps}: must be at least 1")
         data_dir, depth_dir = resolve_data(cfg)
         d = cfg.data
-        self.scene: Scene = load_scene(data_dir, d.type, d.images, d.downscale, tuple(d.background), d.test_every,
+        self.scene: Scene = load_scene(data_dir, d.type, d.images, d.downscale, d.background, d.test_every,
                                        d.num_train_views, depth_dir)
-        self.background = torch.tensor(list(d.background), dtype=torch.float32, device=self.device)
+        self.background = torch.tensor(self.scene.background, dtype=torch.float32, device=self.device)
+        self.random_background = d.background == "random"
         self.extent = self.scene.extent()
-        self.strategy = make_strategy(cfg.strategy, cfg.steps, self.device)
+        self.strategy = make_strategy(cfg.strategy, cfg.steps)
         self.depth_align = self._depth_alignment()
         self.sh_interval = scaled_steps(cfg.sh_degree_interval, cfg.steps)
 
@@ -144,9 +114,12 @@ class Trainer:
         if len(scene.points):
             pts, rgb = scene.points, scene.points_rgb
         else:
-            centres = torch.stack([v.camtoworld[:3, 3] for v in scene.views])
-            pts, rgb = random_points(centres.mean(0), self.extent, cfg.init.num_random, gen)
-            log.info("no sparse points: %d random Gaussians in the camera bounds", len(pts))
+            views = scene.train
+            centre, half = random_init_box(torch.stack([v.camtoworld for v in views]), torch.stack([v.K for v in views]),
+                                           torch.tensor([[v.width, v.height] for v in views]), self.extent)
+            pts, rgb = random_points(centre, cfg.init.random_extent * half, cfg.init.num_random, gen)
+            log.info("no sparse points: %d random Gaussians in a cube of half-size %.3g around %s", len(pts),
+                     cfg.init.random_extent * half, [round(float(c), 3) for c in centre])
         params = init_gaussians(pts, rgb, cfg.sh_degree, cfg.init.opacity, cfg.init.scale, gen).to(self.device)
         return self._state_for(params, gen)
 
@@ -158,7 +131,7 @@ class Trainer:
         gamma = (lr.means_final / lr.means) ** (1.0 / self.cfg.steps)
         sched = torch.optim.lr_scheduler.ExponentialLR(optimizers["means"], gamma=gamma)
         self.strategy.check_sanity(params, optimizers)
-        if isinstance(self.strategy, DefaultStrategy):
+        if isinstance(self.strategy, BudgetDefaultStrategy):
             strategy_state = self.strategy.initialize_state(scene_scale=self.extent)
         else:
             strategy_state = self.strategy.initialize_state()
@@ -191,14 +164,15 @@ class Trainer:
 
     # ------------------------------------------------------------ rendering and losses
 
-    def render(self, params: torch.nn.ParameterDict, view: View, sh_degree: int):
-        """Render ``view``: RGB ``[1, H, W, 3]``, expected z-depth ``[1, H, W]``, alpha ``[1, H, W]``, info."""
+    def render(self, params: torch.nn.ParameterDict, view: View, sh_degree: int, background: torch.Tensor | None = None):
+        """Render ``view`` on ``background`` ``[3]`` (default: the scene's): RGB ``[1, H, W, 3]``, expected z-depth
+        ``[1, H, W]``, alpha ``[1, H, W]``, info."""
         colors = torch.cat([params["sh0"], params["shN"]], 1)
         out, alphas, info = rasterization(
             params["means"], params["quats"], torch.exp(params["scales"]), torch.sigmoid(params["opacities"]),
             colors, torch.linalg.inv(view.camtoworld)[None].to(self.device), view.K[None].to(self.device),
             view.width, view.height, near_plane=self.cfg.near_plane, far_plane=self.cfg.far_plane,
-            sh_degree=sh_degree, packed=self.cfg.packed, backgrounds=self.background[None],
+            sh_degree=sh_degree, packed=self.cfg.packed, backgrounds=(self.background if background is None else background)[None],
             render_mode="RGB+ED", absgrad=getattr(self.strategy, "absgrad", False), backend=self.cfg.backend)
         return out[..., :3], out[..., 3], alphas[..., 0], info
 
@@ -216,22 +190,33 @@ class Trainer:
         r = to_prior_space(depth, self.scene.prior_kind, self.cfg.near_plane)
         return depth_loss(self.cfg.depth_loss.name, r, view.prior.to(dev), mask, self.depth_align.get(view.stem))
 
+    def target(self, view: View, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training image ``[1, H, W, 3]`` and the background ``[3]`` to render it on: the scene's, or with
+        ``data.background=random`` a random colour per step that the image's transparent pixels take too (so
+        background Gaussians cannot pass for a colour)."""
+        gt = view.image.to(self.device)[None]
+        if not (self.random_background and view.alpha is not None):
+            return gt, self.background
+        bg = torch.rand(3, generator=gen).to(self.device)
+        return gt + (bg - self.background) * (1 - view.alpha.to(self.device)[None, ..., None]), bg
+
     # ------------------------------------------------------------ loop
 
     def train_step(self, st: State, step: int, view: View, use_depth: bool) -> tuple[torch.Tensor, ...]:
         """One optimisation step on ``view``: render, losses, backward, densification, Adam.
         Returns the loss and the rendered / target images and mask (for the progress bar)."""
         cfg = self.cfg
-        gt = view.image.to(self.device)[None]
+        gt, bg = self.target(view, st.order)
         mask = None if view.mask is None else view.mask.to(self.device)[None]
-        rgb, depth, alpha, info = self.render(st.params, view, min(step // self.sh_interval, cfg.sh_degree))
+        rgb, depth, alpha, info = self.render(st.params, view, min(step // self.sh_interval, cfg.sh_degree), bg)
         self.strategy.step_pre_backward(st.params, st.optimizers, st.strategy_state, step, info)
         loss = photometric_loss(rgb, gt, mask, cfg.ssim_lambda)
         dl = self.view_depth_loss(view, depth[0], alpha[0]) if use_depth else None
         if dl is not None:
             loss = loss + self.depth_weight(step) * dl
+        loss = loss + strategy_regulariser(self.strategy, st.params)
         loss.backward()
-        if isinstance(self.strategy, DefaultStrategy):
+        if isinstance(self.strategy, BudgetDefaultStrategy):
             self.strategy.step_post_backward(st.params, st.optimizers, st.strategy_state, step, info,
                                              packed=cfg.packed)
         else:
@@ -269,56 +254,24 @@ class Trainer:
 
     # ------------------------------------------------------------ evaluation and outputs
 
-    @torch.no_grad()
-    def evaluate(self, st: State, views: list[View], renders_dir: Path | None) -> dict[str, float]:
-        """Mean PSNR / SSIM (and depth AbsRel / delta1 where ground truth exists) over ``views``."""
-        rows = []
-        for v in views:
-            rgb, depth, _, _ = self.render(st.params, v, self.cfg.sh_degree)
-            rgb = rgb.clamp(0, 1)
-            gt = v.image.to(self.device)[None]
-            mask = None if v.mask is None else v.mask.to(self.device)[None]
-            row = {"psnr": float(psnr(rgb, gt, mask)), "ssim": float(ssim(rgb, gt, mask))}
-            if v.gt_depth is not None:
-                dm = depth_metrics(depth[0].cpu(), v.gt_depth)
-                row.update(depth_abs_rel=dm["abs_rel"], depth_delta1=dm["delta1"])
-            rows.append(row)
-            if renders_dir is not None:
-                save_side_by_side(renders_dir / f"{v.stem}.png", rgb[0].cpu(), gt[0].cpu(), depth[0].cpu())
-        keys = set.intersection(*(set(r) for r in rows)) if rows else set()
-        return {k: float(np.mean([r[k] for r in rows])) for k in sorted(keys)} | {"num_views": len(rows)}
+    def evaluate(self, st: State, renders_dir: Path | None = None) -> dict[str, Any]:
+        """``metrics.json``'s content for ``st``: :func:`s3dgs.evaluate.evaluate_scene` at full SH degree
+        (test views' PNGs into ``renders_dir`` if given), then the run's facts."""
+        cfg = self.cfg
+        metrics: dict[str, Any] = evaluate_scene(lambda v: self.render(st.params, v, cfg.sh_degree)[:2],
+                                                 self.scene, renders_dir)
+        return metrics | {"num_gaussians": len(st.params["means"]), "train_seconds": round(st.train_seconds, 2),
+                          "steps": st.step, "lambda_depth": cfg.lambda_depth, "depth_loss": cfg.depth_loss.name,
+                          "num_train_views": len(self.scene.train), "device": str(self.device)}
 
     def write_outputs(self, st: State) -> dict[str, Any]:
-        cfg = self.cfg
-        renders = self.out_dir / "renders" if cfg.save_renders else None
-        if renders is not None:
-            renders.mkdir(exist_ok=True)
-        metrics: dict[str, Any] = {}
-        if self.scene.test:
-            metrics["test"] = self.evaluate(st, self.scene.test, renders)
-        else:
-            log.warning("no test views (data.test_every=0 or too few images): metrics are on training views")
-        metrics["train"] = self.evaluate(st, self.scene.train, None)
-        metrics |= {"num_gaussians": len(st.params["means"]), "train_seconds": round(st.train_seconds, 2),
-                    "steps": st.step, "lambda_depth": cfg.lambda_depth, "depth_loss": cfg.depth_loss.name,
-                    "num_train_views": len(self.scene.train), "device": str(self.device)}
+        """Write ``point_cloud.ply`` and ``ckpt.pt`` first (a failing evaluation never loses the model), then
+        evaluate into ``metrics.json`` (and ``renders/`` with ``save_renders``); returns the metrics."""
         save_ply(st.params, self.out_dir / "point_cloud.ply")
         self.save_checkpoint(st)
+        metrics = self.evaluate(st, self.out_dir / "renders" if self.cfg.save_renders else None)
         atomic_write_json(self.out_dir / "metrics.json", metrics)
         return metrics
-
-
-def save_side_by_side(path: Path, rgb: torch.Tensor, gt: torch.Tensor, depth: torch.Tensor) -> None:
-    """PNG of render | ground truth | colour-mapped inverse depth (``[H, W, 3]``, ``[H, W, 3]``, ``[H, W]``)."""
-    disp = 1.0 / depth.clamp_min(1e-6)
-    lo, hi = torch.quantile(disp, 0.02), torch.quantile(disp, 0.98)
-    d8 = ((disp - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1).mul(255).byte().numpy()
-    dcol = cv2.applyColorMap(d8, cv2.COLORMAP_TURBO)
-    to8 = lambda x: cv2.cvtColor((x.numpy() * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR)  # noqa: E731
-    ok, buf = cv2.imencode(".png", np.hstack([to8(rgb), to8(gt), dcol]))
-    if not ok:
-        raise OSError(f"{path}: PNG encoding failed")
-    atomic_write_bytes(path, buf.tobytes())
 
 
 def lookup(metrics: dict[str, Any], dotted: str) -> float:

@@ -1,7 +1,8 @@
 """Dataset layouts -> a list of :class:`Frame` (one posed image, not yet loaded).
 
-Three layouts: COLMAP (``images/`` + ``sparse/0``), NeRF/Blender (``transforms_{train,val,test}.json``)
-and nerfstudio / instant-ngp (``transforms.json``). Poses come out camera-to-world in OpenCV axes
+Three layouts: COLMAP (``images/`` + ``sparse/0``, optional ``masks/``), NeRF/Blender
+(``transforms_{train,test}.json``) and nerfstudio / instant-ngp (``transforms.json``, optional
+``ply_file_path`` points and per-frame ``mask_path``). Poses come out camera-to-world in OpenCV axes
 (x right, y down, z forward); intrinsics at the image files' full resolution.
 """
 
@@ -10,10 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import plyfile
 from PIL import Image as PILImage
 
 from s3dgs.data import colmap
@@ -21,17 +24,42 @@ from s3dgs.data import colmap
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".exr"}
-# OpenCV distortion vectors (k1, k2, p1, p2) from COLMAP params, indexed past the intrinsics.
-_DISTORTION = {
-    "SIMPLE_PINHOLE": lambda p: None, "PINHOLE": lambda p: None,
-    "SIMPLE_RADIAL": lambda p: [p[3], 0.0, 0.0, 0.0], "RADIAL": lambda p: [p[3], p[4], 0.0, 0.0],
-    "OPENCV": lambda p: list(p[4:8]),
+# COLMAP camera model -> (number of focal lengths, distortion model, distortion coefficients from the
+# params that follow fx[, fy], cx, cy). Fisheye models are OpenCV's (theta_d = theta (1 + k1 theta^2 + ...)).
+_COLMAP_CAMERAS = {
+    "SIMPLE_PINHOLE": (1, "opencv", lambda d: ()), "PINHOLE": (2, "opencv", lambda d: ()),
+    "SIMPLE_RADIAL": (1, "opencv", lambda d: (d[0], 0, 0, 0)), "RADIAL": (1, "opencv", lambda d: (d[0], d[1], 0, 0)),
+    "OPENCV": (2, "opencv", lambda d: d[:4]), "FULL_OPENCV": (2, "opencv", lambda d: d[:8]),
+    "OPENCV_FISHEYE": (2, "fisheye", lambda d: d[:4]),
+    "SIMPLE_RADIAL_FISHEYE": (1, "fisheye", lambda d: (d[0], 0, 0, 0)),
+    "RADIAL_FISHEYE": (1, "fisheye", lambda d: (d[0], d[1], 0, 0)),
 }
+# nerfstudio camera_model -> distortion model; perspective models take k1 k2 p1 p2 k3, fisheye k1..k4.
+_NERFSTUDIO_CAMERAS = {"OPENCV": "opencv", "PINHOLE": "opencv", "SIMPLE_PINHOLE": "opencv",
+                       "SIMPLE_RADIAL": "opencv", "RADIAL": "opencv", "OPENCV_FISHEYE": "fisheye"}
+_COEFF_KEYS = {"opencv": ("k1", "k2", "p1", "p2", "k3"), "fisheye": ("k1", "k2", "k3", "k4")}
 _OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
 class DataError(ValueError):
     """A dataset that cannot be used; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class Distortion:
+    """Lens distortion, removed at load time with OpenCV (the undistorted image keeps the same ``K``).
+
+    ``model="opencv"``: ``cv2.undistort``'s vector ``(k1, k2, p1, p2[, k3[, k4, k5, k6]])``;
+    ``model="fisheye"``: ``cv2.fisheye``'s ``(k1, k2, k3, k4)``."""
+
+    model: str
+    coeffs: tuple[float, ...]
+
+
+def distortion(model: str, coeffs: Iterable[float]) -> Distortion | None:
+    """A :class:`Distortion`, or None when every coefficient is 0 (a pinhole camera)."""
+    coeffs = tuple(float(c) for c in coeffs)
+    return Distortion(model, coeffs) if any(coeffs) else None
 
 
 @dataclass
@@ -42,9 +70,10 @@ class Frame:
     camtoworld: np.ndarray  # [4, 4] OpenCV axes
     width: int
     height: int
-    distortion: list[float] | None = None  # OpenCV (k1, k2, p1, p2), None = pinhole
+    distortion: Distortion | None = None  # None = pinhole
     split: str | None = None  # "train"/"test" when the layout fixes it
     point_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sparse points seen
+    mask_path: Path | None = None  # greyscale / 1-bit image, nonzero = pixel counts in the losses
 
     @property
     def stem(self) -> str:
@@ -95,6 +124,31 @@ def _keep_existing(frames: list[Frame], where: Path) -> list[Frame]:
     return frames
 
 
+def _colmap_camera(cam: colmap.Camera, data_dir: Path) -> tuple[np.ndarray, Distortion | None]:
+    """COLMAP camera -> ``[3, 3]`` intrinsics and distortion."""
+    if cam.model not in _COLMAP_CAMERAS:
+        raise DataError(f"{data_dir}: camera model {cam.model} is not supported; undistort with "
+                        "`colmap image_undistorter` first")
+    n_focal, model, coeffs = _COLMAP_CAMERAS[cam.model]
+    p = cam.params
+    fx, fy = (p[0], p[0]) if n_focal == 1 else (p[0], p[1])
+    cx, cy = p[n_focal], p[n_focal + 1]
+    return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]]), distortion(model, coeffs(p[n_focal + 2:]))
+
+
+def _colmap_masks(frames: list[Frame], masks_dir: Path) -> None:
+    """Attach ``masks_dir/<image name>.png`` or ``masks_dir/<image name without extension>.png`` to each frame."""
+    if not masks_dir.is_dir():
+        return
+    for f in frames:
+        found = [m for m in (masks_dir / f"{f.name}.png", masks_dir / Path(f.name).with_suffix(".png")) if m.exists()]
+        f.mask_path = found[0] if found else None
+    unmasked = [f.name for f in frames if f.mask_path is None]
+    if unmasked:
+        log.warning("%d of %d images have no mask in %s (<image name>.png) and train unmasked (e.g. %s)",
+                    len(unmasked), len(frames), masks_dir, ", ".join(unmasked[:3]))
+
+
 def read_colmap(data_dir: Path, images_dir: str = "images") -> Layout:
     try:
         model = colmap.read_model(colmap.find_model_dir(data_dir))
@@ -106,18 +160,9 @@ def read_colmap(data_dir: Path, images_dir: str = "images") -> Layout:
     frames = []
     for im in sorted(model.images.values(), key=lambda im: im.name):
         cam = model.cameras[im.camera_id]
-        p = cam.params
-        if cam.model not in _DISTORTION:
-            raise DataError(f"{data_dir}: camera model {cam.model} is not supported; undistort with "
-                            "`colmap image_undistorter` first")
-        if cam.model == "SIMPLE_PINHOLE" or cam.model in ("SIMPLE_RADIAL", "RADIAL"):
-            fx = fy = p[0]
-            cx, cy = p[1], p[2]
-        else:
-            fx, fy, cx, cy = p[:4]
-        K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
+        K, dist = _colmap_camera(cam, data_dir)
         frames.append(Frame(im.name, img_root / im.name, K, np.linalg.inv(im.world_to_camera()), cam.width,
-                            cam.height, _DISTORTION[cam.model](p), None, im.point3d_ids[im.point3d_ids >= 0]))
+                            cam.height, dist, None, im.point3d_ids[im.point3d_ids >= 0]))
     posed = {f.name for f in frames}
     unposed = [p for p in sorted(img_root.rglob("*")) if p.suffix.lower() in IMAGE_EXTS
                and p.relative_to(img_root).as_posix() not in posed]
@@ -125,6 +170,7 @@ def read_colmap(data_dir: Path, images_dir: str = "images") -> Layout:
         log.warning("%d images in %s have no pose in the COLMAP model and are ignored (e.g. %s)",
                     len(unposed), img_root, unposed[0].name)
     frames = _keep_existing(frames, img_root)
+    _colmap_masks(frames, data_dir / "masks")
     pts = model.points
     index = {int(pid): i for i, pid in enumerate(pts.ids)}
     for f in frames:  # point3D ids -> row indices
@@ -175,31 +221,63 @@ def read_blender(data_dir: Path) -> Layout:
     return Layout(frames, np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), "blender")
 
 
+def read_ply_points(path: Path, transforms: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``vertex`` element of a PLY -> positions ``[P, 3]`` float32 and colours ``[P, 3]`` uint8
+    (``red green blue`` uchar properties; grey 128 without them)."""
+    fix = f"fix ply_file_path in {transforms.name} or remove it"
+    if not path.is_file():
+        raise DataError(f"{path}: point cloud named by ply_file_path does not exist; {fix}")
+    try:
+        v = plyfile.PlyData.read(str(path))["vertex"]
+        xyz = np.stack([v["x"], v["y"], v["z"]], -1).astype(np.float32)
+        names = {p.name for p in v.properties}
+        rgb = (np.stack([v["red"], v["green"], v["blue"]], -1) if {"red", "green", "blue"} <= names
+               else np.full(xyz.shape, 128, np.uint8))
+    except (OSError, ValueError, KeyError, plyfile.PlyParseError) as e:
+        raise DataError(f"{path}: not a readable PLY point cloud with x y z vertices ({e}); {fix}") from None
+    if rgb.dtype != np.uint8:
+        raise DataError(f"{path}: colours are {rgb.dtype}, expected uchar red green blue; {fix}")
+    return xyz, rgb
+
+
+def _nerfstudio_frame(fr: dict, meta: dict, data_dir: Path, path: Path) -> Frame:
+    """One ``frames`` entry of ``transforms.json``; its camera fields override the shared ones."""
+    get = lambda k, d=None: fr.get(k, meta.get(k, d))  # noqa: E731 per-frame value, else shared
+    img = _resolve(data_dir, fr["file_path"])
+    if not img.exists():
+        return Frame(img.name, img, np.eye(3), np.eye(4), 0, 0)
+    camera_model = get("camera_model", "OPENCV")
+    if camera_model not in _NERFSTUDIO_CAMERAS:
+        raise DataError(f"{path}: camera_model {camera_model} is not supported; undistort the images first "
+                        "(e.g. ns-process-data / colmap image_undistorter)")
+    w, h = get("w"), get("h")
+    if w is None or h is None:
+        w, h = _image_size(img)
+    fx = get("fl_x")
+    if fx is None:
+        fx = 0.5 * w / math.tan(0.5 * float(get("camera_angle_x")))
+    fy = get("fl_y", fx)
+    K = np.array([[fx, 0, get("cx", w / 2)], [0, fy, get("cy", h / 2)], [0, 0, 1.0]], np.float64)
+    model = _NERFSTUDIO_CAMERAS[camera_model]
+    dist = distortion(model, [get(k, 0.0) for k in _COEFF_KEYS[model]])
+    c2w = np.asarray(fr["transform_matrix"], np.float64)
+    if c2w.shape == (3, 4):
+        c2w = np.vstack([c2w, [0, 0, 0, 1]])
+    mask = data_dir / fr["mask_path"] if fr.get("mask_path") else None
+    if mask is not None and not mask.is_file():
+        raise DataError(f"{mask}: mask_path of {fr['file_path']} in {path.name} does not exist; fix mask_path "
+                        "or remove it")
+    return Frame(img.relative_to(data_dir).as_posix(), img, K, c2w @ _OPENGL_TO_OPENCV, int(w), int(h), dist,
+                 mask_path=mask)
+
+
 def read_nerfstudio(data_dir: Path) -> Layout:
     path = data_dir / "transforms.json"
     meta = _load_json(path)
-    if meta.get("camera_model", "OPENCV") not in ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE"):
-        raise DataError(f"{path}: camera_model {meta['camera_model']} is not supported; undistort the images first")
-    frames = []
-    for fr in meta.get("frames", []):
-        get = lambda k, d=None: fr.get(k, meta.get(k, d))  # noqa: E731 per-frame value, else shared
-        img = _resolve(data_dir, fr["file_path"])
-        if not img.exists():
-            frames.append(Frame(img.name, img, np.eye(3), np.eye(4), 0, 0))
-            continue
-        w, h = get("w"), get("h")
-        if w is None or h is None:
-            w, h = _image_size(img)
-        fx = get("fl_x")
-        if fx is None:
-            fx = 0.5 * w / math.tan(0.5 * float(get("camera_angle_x")))
-        fy = get("fl_y", fx)
-        K = np.array([[fx, 0, get("cx", w / 2)], [0, fy, get("cy", h / 2)], [0, 0, 1.0]], np.float64)
-        dist = [float(get(k, 0.0)) for k in ("k1", "k2", "p1", "p2")]
-        c2w = np.asarray(fr["transform_matrix"], np.float64)
-        if c2w.shape == (3, 4):
-            c2w = np.vstack([c2w, [0, 0, 0, 1]])
-        frames.append(Frame(img.relative_to(data_dir).as_posix(), img, K, c2w @ _OPENGL_TO_OPENCV, int(w), int(h),
-                            dist if any(dist) else None))
+    frames = [_nerfstudio_frame(fr, meta, data_dir, path) for fr in meta.get("frames", [])]
     frames = _keep_existing(sorted(frames, key=lambda f: f.name), data_dir)
-    return Layout(frames, np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), "nerfstudio")
+    if meta.get("ply_file_path"):  # same world frame as transform_matrix
+        points, rgb = read_ply_points(data_dir / meta["ply_file_path"], path)
+    else:
+        points, rgb = np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8)
+    return Layout(frames, points, rgb, "nerfstudio")

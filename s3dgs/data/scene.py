@@ -2,12 +2,14 @@
 
 ``load_scene`` reads any supported layout (see :mod:`s3dgs.data.frames`), downscales, undistorts
 with OpenCV, splits train/test (every ``test_every``-th image is a test view unless the layout fixes
-the split), and attaches the depth prior and ``gt_depth/<stem>.npy`` of each view when present.
+the split), and attaches the user's masks, the depth prior and ``gt_depth/<stem>.npy`` of each view
+when present. Transparent images are composited on the scene's background and keep their alpha.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import numpy as np
 import torch
 
 from preprocess.images import ImageReadError, open_oriented, to_rgb8
-from s3dgs.data.frames import DataError, Frame, read_layout
+from s3dgs.data.frames import DataError, Distortion, Frame, read_layout
 from s3dgs.data.priors import load_priors
 
 log = logging.getLogger(__name__)
@@ -24,18 +26,23 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class View:
-    """One posed image at training resolution (tensors on CPU)."""
+    """One posed image at training resolution (tensors on CPU).
+
+    ``image`` is composited on the scene's background ``bg``; with ``alpha`` (images with an alpha channel)
+    the premultiplied colour is ``straight * alpha = image - bg * (1 - alpha)``, so the image on another
+    background ``bg2`` is ``image + (bg2 - bg) * (1 - alpha)``."""
 
     name: str
     image: torch.Tensor  # [H, W, 3] float32 in [0, 1]
     K: torch.Tensor  # [3, 3] float32
     camtoworld: torch.Tensor  # [4, 4] float32, OpenCV axes
-    mask: torch.Tensor | None = None  # [H, W] bool, pixels that count (alpha, undistortion border)
+    mask: torch.Tensor | None = None  # [H, W] bool, pixels that count (user masks, undistortion border)
     gt_depth: torch.Tensor | None = None  # [H, W] float32 z-depth, 0 = unknown
     prior: torch.Tensor | None = None  # [H, W] float32 in the prior's units
     prior_valid: torch.Tensor | None = None  # [H, W] bool
     point_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sparse points seen
     remap: tuple[np.ndarray, np.ndarray] | None = None  # undistortion maps at training resolution
+    alpha: torch.Tensor | None = None  # [H, W] float32 in [0, 1], the image's alpha channel; None = opaque
 
     @property
     def stem(self) -> str:
@@ -58,6 +65,7 @@ class Scene:
     points_rgb: torch.Tensor  # [P, 3] float32 in [0, 1]
     kind: str  # dataset layout
     prior_kind: str | None = None  # "inverse_depth" or "depth" when depth priors are attached
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB the images are composited on
 
     @property
     def views(self) -> list[View]:
@@ -69,8 +77,29 @@ class Scene:
         return 1.1 * float((centres - centres.mean(0)).norm(dim=-1).max().clamp_min(1e-6))
 
 
+def default_background(kind: str) -> tuple[float, float, float]:
+    """The layout's background: white for Blender (NeRF-synthetic renders), black for the others."""
+    return (1.0, 1.0, 1.0) if kind == "blender" else (0.0, 0.0, 0.0)
+
+
+def resolve_background(background: Sequence[float] | str | None, kind: str) -> tuple[float, float, float]:
+    """``data.background`` -> RGB in [0, 1]: ``None`` and ``"random"`` (drawn per step by the trainer) give
+    the layout's :func:`default_background`, three numbers are used as they are."""
+    if background is None or background == "random":
+        return default_background(kind)
+    try:
+        rgb = () if isinstance(background, str) else tuple(float(c) for c in background)
+    except (TypeError, ValueError):
+        rgb = ()
+    if len(rgb) != 3 or not all(0.0 <= c <= 1.0 for c in rgb):
+        raise DataError(f"data.background={background!r}: use null (the layout's default), random, or [r, g, b] "
+                        "in [0, 1]")
+    return rgb
+
+
 def _read_rgb(path: Path, background: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Image file -> float32 ``[H, W, 3]`` in [0, 1] (alpha composited on ``background``) and alpha mask.
+    """Image file -> float32 ``[H, W, 3]`` in [0, 1] (alpha composited on ``background``) and its alpha
+    ``[H, W]`` float32 in [0, 1] (None without an alpha channel).
 
     Decoding, EXIF orientation and mode handling are preprocess's (the same pixels the depth priors saw)."""
     try:
@@ -85,15 +114,44 @@ def _read_rgb(path: Path, background: np.ndarray) -> tuple[np.ndarray, np.ndarra
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: not a readable image ({e}); remove it or re-export it") from None
     alpha = arr[..., 3:]
-    return arr[..., :3] * alpha + background * (1 - alpha), alpha[..., 0] > 0.5
+    return arr[..., :3] * alpha + background * (1 - alpha), alpha[..., 0]
+
+
+def _read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """Mask image (greyscale or 1-bit, nonzero = keep) -> ``[H, W]`` bool at ``size = (W, H)`` (nearest)."""
+    try:
+        m = np.asarray(open_oriented(path))
+    except ImageReadError as e:
+        raise DataError(str(e)) from None
+    if m.ndim != 2:
+        raise DataError(f"{path}: a mask must have one channel (greyscale or 1-bit, nonzero = keep); re-save it")
+    w, h = m.shape[1], m.shape[0]
+    if abs(w / h - size[0] / size[1]) > 0.01:
+        raise DataError(f"{path}: mask is {w}x{h}, a different aspect ratio than its image; it must match the image")
+    return _resize((m != 0).astype(np.uint8), size, cv2.INTER_NEAREST) > 0
 
 
 def _resize(a: np.ndarray, size: tuple[int, int], interp: int) -> np.ndarray:
     return a if a.shape[1::-1] == size else cv2.resize(a, size, interpolation=interp)
 
 
-def _undistort_maps(K: np.ndarray, dist: list[float], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    return cv2.initUndistortRectifyMap(K, np.asarray(dist, np.float64), None, K, size, cv2.CV_32FC1)
+def _undistort_maps(K: np.ndarray, dist: Distortion, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Maps ``[H, W]`` float32 (OpenCV pixel coordinates) from the undistorted image with intrinsics ``K`` to the
+    distorted source image with the same ``K``."""
+    K = K.copy()
+    K[:2, 2] -= 0.5  # our pixel centres are at +0.5, OpenCV's at integers
+    coeffs = np.asarray(dist.coeffs, np.float64)
+    if dist.model == "fisheye":
+        return cv2.fisheye.initUndistortRectifyMap(K, coeffs, np.eye(3), K, size, cv2.CV_32FC1)
+    return cv2.initUndistortRectifyMap(K, coeffs, None, K, size, cv2.CV_32FC1)
+
+
+def _remap(a: np.ndarray, remap: tuple[np.ndarray, np.ndarray] | None, interp: int) -> np.ndarray:
+    return a if remap is None else cv2.remap(a, *remap, interp, borderMode=cv2.BORDER_CONSTANT)
+
+
+def _tensor(a: np.ndarray | None) -> torch.Tensor | None:
+    return None if a is None else torch.from_numpy(np.ascontiguousarray(a))
 
 
 def _load_view(frame: Frame, data_dir: Path, downscale: int, background: np.ndarray) -> View:
@@ -108,13 +166,15 @@ def _load_view(frame: Frame, data_dir: Path, downscale: int, background: np.ndar
     cam_w, cam_h = (frame.width or w0), (frame.height or h0)
     K[0] *= size[0] / cam_w
     K[1] *= size[1] / cam_h
-    rgb = _resize(rgb, size, cv2.INTER_AREA)
-    mask = None if alpha is None else _resize(alpha.astype(np.uint8), size, cv2.INTER_NEAREST) > 0
-    remap = None
-    if frame.distortion is not None:
-        remap = _undistort_maps(K, frame.distortion, size)
-        rgb = cv2.remap(rgb, *remap, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        inside = cv2.remap(np.ones(size[::-1], np.float32), *remap, cv2.INTER_LINEAR) > 0.999
+    remap = None if frame.distortion is None else _undistort_maps(K, frame.distortion, size)
+    rgb = _remap(_resize(rgb, size, cv2.INTER_AREA), remap, cv2.INTER_LINEAR)
+    if alpha is not None:
+        alpha = _remap(_resize(alpha, size, cv2.INTER_AREA), remap, cv2.INTER_LINEAR)
+    mask = None
+    if frame.mask_path is not None:
+        mask = _remap(_read_mask(frame.mask_path, size).astype(np.uint8), remap, cv2.INTER_NEAREST) > 0
+    if remap is not None:
+        inside = _remap(np.ones(size[::-1], np.float32), remap, cv2.INTER_LINEAR) > 0.999
         mask = inside if mask is None else mask & inside
     gt = None
     gt_path = data_dir / "gt_depth" / f"{frame.stem}.npy"
@@ -122,13 +182,11 @@ def _load_view(frame: Frame, data_dir: Path, downscale: int, background: np.ndar
         g = np.load(gt_path).astype(np.float32)
         if g.shape != (h0, w0):
             raise DataError(f"{gt_path}: shape {g.shape} differs from its image {(h0, w0)}; gt_depth must match")
-        g = _resize(g, size, cv2.INTER_NEAREST)
-        if remap is not None:
-            g = cv2.remap(g, *remap, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+        g = _remap(_resize(g, size, cv2.INTER_NEAREST), remap, cv2.INTER_NEAREST)
         gt = torch.from_numpy(np.where(np.isfinite(g) & (g > 0), g, 0).astype(np.float32))
-    return View(frame.name, torch.from_numpy(np.ascontiguousarray(rgb, np.float32)),
-                torch.tensor(K, dtype=torch.float32), torch.tensor(frame.camtoworld, dtype=torch.float32),
-                None if mask is None else torch.from_numpy(mask), gt, None, None, frame.point_ids, remap)
+    return View(frame.name, _tensor(rgb.astype(np.float32)), torch.tensor(K, dtype=torch.float32),
+                torch.tensor(frame.camtoworld, dtype=torch.float32), _tensor(mask), gt, None, None,
+                frame.point_ids, remap, _tensor(alpha))
 
 
 def attach_prior(view: View, prior: np.ndarray, kind: str) -> str | None:
@@ -138,9 +196,8 @@ def attach_prior(view: View, prior: np.ndarray, kind: str) -> str | None:
         return f"prior is {w}x{h}, a different aspect ratio than the image ({view.width}x{view.height})"
     p = _resize(prior.astype(np.float32), (view.width, view.height), cv2.INTER_LINEAR)
     valid = np.isfinite(p) & ((p > 0) if kind == "depth" else True)
-    if view.remap is not None:
-        p = cv2.remap(p, *view.remap, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        valid = cv2.remap(valid.astype(np.uint8), *view.remap, cv2.INTER_NEAREST) > 0
+    p = _remap(p, view.remap, cv2.INTER_LINEAR)
+    valid = _remap(valid.astype(np.uint8), view.remap, cv2.INTER_NEAREST) > 0
     view.prior = torch.from_numpy(np.where(valid, p, 0).astype(np.float32))
     view.prior_valid = torch.from_numpy(valid)
     return None
@@ -170,14 +227,14 @@ def split_views(views: list[View], splits: list[str | None], test_every: int, nu
 
 
 def load_scene(data_dir: str | Path, kind: str = "auto", images_dir: str = "images", downscale: int = 1,
-               background: tuple[float, float, float] = (0.0, 0.0, 0.0), test_every: int = 8,
+               background: Sequence[float] | str | None = None, test_every: int = 8,
                num_train_views: int | None = None, depth_dir: str | Path | None = None) -> Scene:
     """Read the dataset in ``data_dir`` into a :class:`Scene` at ``1/downscale`` resolution, with the depth
-    priors in ``depth_dir`` (if given) attached to the views."""
+    priors in ``depth_dir`` (if given) attached to the views. ``background``: see :func:`resolve_background`."""
     data_dir = Path(data_dir)
     layout = read_layout(data_dir, kind, images_dir)
-    bg = np.asarray(background, np.float32)
-    views = [_load_view(f, data_dir, downscale, bg) for f in layout.frames]
+    bg = resolve_background(background, layout.kind)
+    views = [_load_view(f, data_dir, downscale, np.asarray(bg, np.float32)) for f in layout.frames]
     prior_kind = None
     if depth_dir is not None:
         priors = load_priors(depth_dir, [v.stem for v in views])
@@ -192,4 +249,4 @@ def load_scene(data_dir: str | Path, kind: str = "auto", images_dir: str = "imag
     log.info("%s dataset %s: %d train / %d test views at %dx%d, %d sparse points", layout.kind, data_dir,
              len(train), len(test), train[0].width, train[0].height, len(layout.points))
     return Scene(train, test, torch.from_numpy(layout.points.astype(np.float32)),
-                 torch.from_numpy(layout.points_rgb.astype(np.float32) / 255.0), layout.kind, prior_kind)
+                 torch.from_numpy(layout.points_rgb.astype(np.float32) / 255.0), layout.kind, prior_kind, bg)

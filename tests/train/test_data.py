@@ -6,12 +6,14 @@ import shutil
 
 import cv2
 import numpy as np
+import plyfile
 import pytest
+from PIL import Image
 
 from preprocess.depth_png import DepthMeta, quantize, write_depth_png
 from s3dgs.data import colmap
-from s3dgs.data.frames import DataError
-from s3dgs.data.scene import load_scene
+from s3dgs.data.frames import DataError, Distortion, read_layout
+from s3dgs.data.scene import load_scene, resolve_background
 
 
 def test_colmap_example_loads_with_priors_and_gt(example_dir):
@@ -86,29 +88,37 @@ def test_images_without_poses_warn_and_posed_images_missing_are_skipped(small_co
     assert len(s.views) == 23
 
 
-def test_distorted_colmap_camera_is_undistorted_with_a_mask(small_copy):
-    model = colmap.read_model(small_copy / "sparse" / "0")
-    cam = model.cameras[1]
-    fx, fy, cx, cy = cam.params
-    model.cameras[1] = colmap.Camera(1, "OPENCV", cam.width, cam.height, np.array([fx, fy, cx, cy, 0.3, 0.1, 0, 0]))
-    colmap.write_model(model, small_copy / "sparse" / "0", ".txt")
-    for f in (small_copy / "sparse" / "0").glob("*.bin"):
+def _set_camera(scene, model: str, extra: list[float]) -> None:
+    """Give the example's PINHOLE camera the COLMAP ``model`` with ``extra`` params after fx, fy, cx, cy."""
+    m = colmap.read_model(scene / "sparse" / "0")
+    cam = m.cameras[1]
+    m.cameras[1] = colmap.Camera(1, model, cam.width, cam.height, np.array([*cam.params, *extra]))
+    colmap.write_model(m, scene / "sparse" / "0", ".txt")
+    for f in (scene / "sparse" / "0").glob("*.bin"):
         f.unlink()
-    s = load_scene(small_copy)
-    v = s.train[0]
+
+
+@pytest.mark.parametrize("model, extra, expected", [
+    ("OPENCV", [0.3, 0.1, 0, 0], Distortion("opencv", (0.3, 0.1, 0, 0))),
+    ("OPENCV_FISHEYE", [0.5, 0.1, 0, 0], Distortion("fisheye", (0.5, 0.1, 0, 0)))])
+def test_distorted_colmap_camera_is_undistorted_with_a_mask(small_copy, model, extra, expected):
+    _set_camera(small_copy, model, extra)
+    assert read_layout(small_copy).frames[0].distortion == expected
+    v = load_scene(small_copy).train[0]
     assert v.mask is not None and 0.5 < float(v.mask.float().mean()) < 1.0  # corners fall outside
     assert bool(v.mask[30, 40])
 
 
-def _write_png(path, rgba):
+def _write_png(path, array):
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+    Image.fromarray(array).save(path)
 
 
-def test_blender_layout_composites_rgba_and_keeps_its_split(tmp_path):
+def test_blender_layout_keeps_alpha_on_a_white_background_and_its_split(tmp_path):
     rgba = np.zeros((8, 10, 4), np.uint8)
     rgba[..., 0] = 200
     rgba[:4, :, 3] = 255  # top half opaque red, bottom transparent
+    rgba[4, :, 3] = 51  # one row 20 % opaque
     c2w = np.eye(4).tolist()
     for split, n in (("train", 3), ("test", 2)):
         frames = []
@@ -116,32 +126,165 @@ def test_blender_layout_composites_rgba_and_keeps_its_split(tmp_path):
             _write_png(tmp_path / split / f"r_{i}.png", rgba)
             frames.append({"file_path": f"./{split}/r_{i}", "transform_matrix": c2w})
         (tmp_path / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": 0.69, "frames": frames}))
-    s = load_scene(tmp_path, background=(1.0, 1.0, 1.0))
-    assert (len(s.train), len(s.test)) == (3, 2) and s.kind == "blender"
+    s = load_scene(tmp_path)
+    assert (len(s.train), len(s.test)) == (3, 2) and s.kind == "blender" and s.background == (1.0, 1.0, 1.0)
     v = s.train[0]
+    assert v.mask is None  # every pixel is supervised
+    np.testing.assert_array_equal(v.alpha.numpy(), rgba[..., 3] / np.float32(255))
     np.testing.assert_allclose(v.image[6, 5].numpy(), [1, 1, 1])  # transparent -> background
     np.testing.assert_allclose(v.image[1, 5].numpy(), [200 / 255, 0, 0], atol=1e-6)
-    assert bool(v.mask[1, 5]) and not bool(v.mask[6, 5])
+    np.testing.assert_allclose(v.image[4, 5].numpy(), [0.2 * 200 / 255 + 0.8, 0.8, 0.8], atol=1e-6)
     # OpenGL camera (looking down -z) -> OpenCV axes: camera z = world -z
     np.testing.assert_allclose(v.camtoworld[:3, 2].numpy(), [0, 0, -1])
     assert float(v.K[0, 0]) == pytest.approx(0.5 * 10 / np.tan(0.345), rel=1e-6)
+    black = load_scene(tmp_path, background=[0, 0, 0]).train[0]
+    np.testing.assert_allclose(black.image[6, 5].numpy(), [0, 0, 0])
+    premultiplied = rgba[..., :3] / 255 * (rgba[..., 3:] / 255)  # = image - bg * (1 - alpha), on any background
+    for view, bg in ((v, s.background), (black, (0, 0, 0))):
+        got = view.image.numpy() - np.asarray(bg) * (1 - view.alpha.numpy()[..., None])
+        np.testing.assert_allclose(got, premultiplied, atol=1e-6)
+    assert load_scene(tmp_path, background="random").background == (1.0, 1.0, 1.0)
+
+
+def test_background_setting():
+    assert resolve_background(None, "colmap") == (0.0, 0.0, 0.0)
+    assert resolve_background("random", "nerfstudio") == (0.0, 0.0, 0.0)
+    assert resolve_background([0.5, 1, 0], "blender") == (0.5, 1.0, 0.0)
+    for bad in ("white", [1, 1], [0, 0, 2]):
+        with pytest.raises(DataError, match="data.background=.*: use null"):
+            resolve_background(bad, "colmap")
+
+
+def _write_nerfstudio(root, images: list, frame_fields: dict | None = None, **shared) -> None:
+    """``root/transforms.json``: one identity-pose frame per image ``images/f<i>.png`` (None = file missing),
+    per-frame fields ``frame_fields[i]`` and the shared ``shared``."""
+    frames = []
+    for i, img in enumerate(images):
+        if img is not None:
+            _write_png(root / "images" / f"f{i}.png", img)
+        frames.append({"file_path": f"images/f{i}.png", "transform_matrix": np.eye(4).tolist(),
+                       **(frame_fields or {}).get(i, {})})
+    (root / "transforms.json").write_text(json.dumps({**shared, "frames": frames}))
 
 
 def test_nerfstudio_layout_per_frame_intrinsics_and_missing_frames(tmp_path, caplog):
-    img = np.full((12, 16, 4), 255, np.uint8)
-    frames = []
-    for i in range(4):
-        if i != 2:
-            _write_png(tmp_path / "images" / f"f{i}.png", img)
-        frames.append({"file_path": f"images/f{i}.png", "transform_matrix": np.eye(4).tolist(),
-                       **({"fl_x": 20.0, "fl_y": 21.0} if i == 1 else {})})
-    (tmp_path / "transforms.json").write_text(json.dumps({"fl_x": 10.0, "fl_y": 11.0, "cx": 8, "cy": 6, "w": 16,
-                                                          "h": 12, "frames": frames}))
+    img = np.full((12, 16, 3), 255, np.uint8)
+    _write_nerfstudio(tmp_path, [img, img, None, img], {1: {"fl_x": 20.0, "fl_y": 21.0}},
+                      fl_x=10.0, fl_y=11.0, cx=8, cy=6, w=16, h=12)
     with caplog.at_level(logging.WARNING):
         s = load_scene(tmp_path, test_every=0)
     assert "1 of 4 posed images are missing" in caplog.text
     fx = {v.stem: float(v.K[0, 0]) for v in s.train}
     assert fx == {"f0": 10.0, "f1": 20.0, "f3": 10.0}
+    assert s.background == (0.0, 0.0, 0.0) and len(s.points) == 0 and s.train[0].alpha is None
+
+
+def _write_ply(path, xyz, rgb=None) -> None:
+    fields = [(c, "f4") for c in "xyz"] + ([] if rgb is None else [(c, "u1") for c in ("red", "green", "blue")])
+    v = np.empty(len(xyz), fields)
+    v["x"], v["y"], v["z"] = xyz.T
+    if rgb is not None:
+        v["red"], v["green"], v["blue"] = rgb.T
+    plyfile.PlyData([plyfile.PlyElement.describe(v, "vertex")]).write(str(path))
+
+
+def test_nerfstudio_ply_file_path_gives_the_points_and_colours(tmp_path):
+    rng = np.random.default_rng(0)
+    xyz, rgb = rng.normal(size=(7, 3)).astype(np.float32), rng.integers(0, 256, (7, 3), dtype=np.uint8)
+    _write_ply(tmp_path / "pc.ply", xyz, rgb)
+    _write_ply(tmp_path / "grey.ply", xyz)
+    (tmp_path / "bad.ply").write_text("not a ply")
+    img = np.zeros((12, 16, 3), np.uint8)
+    _write_nerfstudio(tmp_path, [img, img], fl_x=10.0, w=16, h=12, ply_file_path="pc.ply")
+    s = load_scene(tmp_path)
+    np.testing.assert_array_equal(s.points.numpy(), xyz)  # same frame as transform_matrix: no conversion
+    np.testing.assert_array_equal((s.points_rgb.numpy() * 255).round(), rgb)
+    _write_nerfstudio(tmp_path, [img, img], fl_x=10.0, w=16, h=12, ply_file_path="grey.ply")
+    np.testing.assert_allclose(load_scene(tmp_path).points_rgb.numpy(), 128 / 255)
+    for name, why in (("gone.ply", "does not exist"), ("bad.ply", "not a readable PLY")):
+        _write_nerfstudio(tmp_path, [img, img], fl_x=10.0, w=16, h=12, ply_file_path=name)
+        with pytest.raises(DataError, match=f"{name}: .*{why}.*fix ply_file_path in transforms.json") as e:
+            load_scene(tmp_path)
+        assert "\n" not in str(e.value)
+
+
+def test_nerfstudio_mask_path_is_the_view_mask(tmp_path):
+    img = np.zeros((12, 16, 3), np.uint8)
+    keep = np.random.default_rng(0).random((12, 16)) > 0.3
+    _write_png(tmp_path / "masks" / "m0.png", (keep * 255).astype(np.uint8))  # 8-bit greyscale
+    Image.fromarray(keep).save(tmp_path / "masks" / "m1.png")  # 1-bit
+    _write_nerfstudio(tmp_path, [img, img, img], {0: {"mask_path": "masks/m0.png"}, 1: {"mask_path": "masks/m1.png"}},
+                      fl_x=10.0, w=16, h=12)
+    s = load_scene(tmp_path, downscale=2, test_every=0)
+    for v in s.train[:2]:
+        np.testing.assert_array_equal(v.mask.numpy(), keep[::2, ::2])  # nearest
+    assert s.train[2].mask is None
+    _write_nerfstudio(tmp_path, [img], {0: {"mask_path": "masks/gone.png"}}, fl_x=10.0, w=16, h=12)
+    with pytest.raises(DataError, match="gone.png: mask_path of images/f0.png in transforms.json does not exist"):
+        load_scene(tmp_path)
+
+
+def _distort(x: np.ndarray, y: np.ndarray, d: Distortion) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV's documented distortion of normalised coordinates (pinhole+radial-tangential, or fisheye)."""
+    r2 = x * x + y * y
+    if d.model == "fisheye":
+        r = np.sqrt(r2)
+        theta = np.arctan(r)
+        t2 = theta * theta
+        k1, k2, k3, k4 = d.coeffs
+        scale = theta * (1 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4)))) / np.maximum(r, 1e-12)
+        return x * scale, y * scale
+    k1, k2, p1, p2, k3 = d.coeffs
+    radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+    return (x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x),
+            y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y)
+
+
+def test_nerfstudio_opencv_k3_and_fisheye_are_undistorted(tmp_path):
+    """The source image is a ramp (red = 4 x column, green = 4 x row), so bilinear undistortion is exact and each
+    undistorted pixel says where in the distorted image it was sampled: there, OpenCV's model must put it."""
+    W, H, f, cx, cy = 64, 48, 50.0, 32.0, 24.0
+    u, v = np.meshgrid(np.arange(W), np.arange(H))
+    ramp = np.stack([4 * u, 4 * v, np.zeros_like(u)], -1).astype(np.uint8)
+    opencv = Distortion("opencv", (0.1, -0.05, 0.01, -0.005, 0.02))
+    fisheye = Distortion("fisheye", (0.4, 0.05, -0.01, 0.005))
+    _write_nerfstudio(tmp_path, [ramp, ramp], {1: {"camera_model": "OPENCV_FISHEYE", "k1": 0.4, "k2": 0.05,
+                                                   "k3": -0.01, "k4": 0.005}},
+                      camera_model="OPENCV", fl_x=f, fl_y=f, cx=cx, cy=cy, w=W, h=H,
+                      **dict(zip(("k1", "k2", "p1", "p2", "k3"), opencv.coeffs)))
+    assert [fr.distortion for fr in read_layout(tmp_path).frames] == [opencv, fisheye]
+    s = load_scene(tmp_path, test_every=0)
+    for view, dist in zip(s.train, (opencv, fisheye)):
+        # pixel centres at +0.5 in K; the ramp's value at column c is sampled at the centre of pixel c
+        xd, yd = _distort((u + 0.5 - cx) / f, (v + 0.5 - cy) / f, dist)
+        src_u, src_v = f * xd + cx - 0.5, f * yd + cy - 0.5
+        inside = (src_u >= 0) & (src_u <= W - 1) & (src_v >= 0) & (src_v <= H - 1)
+        mask = view.mask.numpy()
+        assert 0.5 < mask.mean() < 1.0 and not (mask & ~inside).any()
+        got = view.image.numpy() * 255 / 4
+        np.testing.assert_allclose(got[..., 0][mask], src_u[mask], atol=0.03)
+        np.testing.assert_allclose(got[..., 1][mask], src_v[mask], atol=0.03)
+
+
+def test_unsupported_nerfstudio_camera_model_is_a_clear_error(tmp_path):
+    _write_nerfstudio(tmp_path, [np.zeros((12, 16, 3), np.uint8)], camera_model="EQUIRECTANGULAR", fl_x=10.0)
+    with pytest.raises(DataError) as e:
+        load_scene(tmp_path)
+    assert str(e.value) == (f"{tmp_path / 'transforms.json'}: camera_model EQUIRECTANGULAR is not supported; undistort "
+                            "the images first (e.g. ns-process-data / colmap image_undistorter)")
+
+
+def test_colmap_masks_folder_applies(small_copy, caplog):
+    keep = np.random.default_rng(0).random((60, 80)) > 0.5
+    _write_png(small_copy / "masks" / "view_01.png.png", (keep * 255).astype(np.uint8))  # <image name>.png
+    _write_png(small_copy / "masks" / "view_02.png", (~keep * 255).astype(np.uint8))  # <stem>.png
+    with caplog.at_level(logging.WARNING):
+        s = load_scene(small_copy)
+    assert "22 of 24 images have no mask" in caplog.text
+    by_stem = {v.stem: v for v in s.views}
+    np.testing.assert_array_equal(by_stem["view_01"].mask.numpy(), keep)
+    np.testing.assert_array_equal(by_stem["view_02"].mask.numpy(), ~keep)
+    assert by_stem["view_03"].mask is None
 
 
 def test_gt_depth_of_wrong_size_is_an_error(small_copy):

@@ -18,7 +18,7 @@ def test_16bit_and_rgba_training_images(tmp_path):
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
     rgb, alpha = _read_rgb(tmp_path / "a.png", np.ones(3, np.float32))
     np.testing.assert_allclose(rgb[0], [[1, 0, 0], [1, 1, 1]])  # transparent pixel takes the background
-    assert alpha.tolist() == [[True, False]]
+    assert alpha.dtype == np.float32 and alpha.tolist() == [[1.0, 0.0]]
 
 
 def test_corrupt_training_image_is_one_line(tmp_path):

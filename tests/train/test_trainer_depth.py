@@ -8,7 +8,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from preprocess.depth_png import DepthMeta, quantize, write_depth_png
-from s3dgs.trainer import REFERENCE_STEPS, TrainError, Trainer, make_strategy, scaled_steps
+from s3dgs.strategy import REFERENCE_STEPS, CPUMCMCStrategy, make_strategy, scaled_steps
+from s3dgs.trainer import TrainError, Trainer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,13 +58,12 @@ def test_no_priors_trains_without_depth_term(small_copy, tmp_path, caplog):
     assert t.scene.prior_kind is None and "training without the depth term" in caplog.text
 
 
-def test_strategy_steps_scale_with_the_run_and_mcmc_needs_cuda():
-    cfg = _cfg("steps=1000")
-    s = make_strategy(cfg.strategy, 1000, __import__("torch").device("cpu"))
-    assert (s.refine_start_iter, s.refine_stop_iter, s.refine_every) == (17, 500, 100)
+def test_strategy_steps_scale_with_the_run():
+    s = make_strategy(_cfg("steps=1000", "strategy=default").strategy, 1000)
+    assert (s.refine_start_iter, s.refine_stop_iter, s.refine_every, s.reset_every) == (17, 500, 25, 100)
     assert scaled_steps(1000, REFERENCE_STEPS) == 1000 and scaled_steps(0, 10) == 0
-    with pytest.raises(TrainError, match="strategy=mcmc needs CUDA"):
-        make_strategy(_cfg("strategy=mcmc").strategy, 1000, __import__("torch").device("cpu"))
+    m = make_strategy(_cfg("strategy=mcmc").strategy, 3000)
+    assert isinstance(m, CPUMCMCStrategy) and (m.refine_start_iter, m.refine_every) == (50, 25)
 
 
 def test_depth_weight_decays_like_the_reference(example_dir, tmp_path):

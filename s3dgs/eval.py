@@ -1,0 +1,150 @@
+"""``python -m s3dgs.eval RUN_DIR``: re-evaluate a finished training run and render a camera-path video.
+
+Reads the run's saved config (``.hydra/config.yaml``) and ``ckpt.pt``, loads the scene as the trainer did,
+and writes into the run folder ``metrics.json`` (test and train metrics measured again, the training facts
+kept), ``renders/`` when the run was configured with ``save_renders``, and ``path.mp4``: a smooth path
+through the training cameras in name order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from scipy.interpolate import CubicSpline
+from scipy.spatial.transform import Rotation, Slerp
+from tqdm import tqdm
+
+from preprocess.atomic_io import atomic_path, atomic_write_json
+from preprocess.depth_png import DepthFileError
+from preprocess.video_depth.vis import Mp4Writer
+from s3dgs.data.frames import DataError
+from s3dgs.data.scene import View
+from s3dgs.trainer import State, Trainer, TrainError
+
+TRAINING_FIELDS = ("train_seconds", "device")  # kept from the run's metrics.json: facts of training, not of eval
+
+
+class EvalError(ValueError):
+    """A run folder that cannot be evaluated; the message names the file and the fix."""
+
+
+def load_run_config(run_dir: Path, device: str | None = None) -> DictConfig:
+    """The run's composed config, relative ``data_dir`` / ``depth_dir`` anchored at the folder training ran
+    from (Hydra's ``runtime.cwd``), ``device`` replaced when given."""
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise EvalError(f"{path} not found: RUN_DIR must be a folder written by python -m s3dgs.train "
+                        "(its hydra.run.dir, or a job folder of a multirun)")
+    cfg = OmegaConf.load(path)
+    hydra_yaml = run_dir / ".hydra" / "hydra.yaml"
+    cwd = OmegaConf.select(OmegaConf.load(hydra_yaml), "hydra.runtime.cwd") if hydra_yaml.is_file() else None
+    for key in ("data_dir", "depth_dir"):
+        if cfg[key] and cwd and not Path(cfg[key]).expanduser().is_absolute():
+            cfg[key] = str(Path(cwd) / cfg[key])
+    if device:
+        cfg.device = device
+    return cfg
+
+
+def camera_path(camtoworlds: np.ndarray, frames: int) -> np.ndarray:
+    """``frames`` camera-to-world matrices ``[frames, 4, 4]`` on a smooth path through ``camtoworlds
+    [N, 4, 4]`` in their order, first to last: positions on a cubic spline, rotations slerped, one knot per camera."""
+    if len(camtoworlds) == 1:
+        return np.repeat(camtoworlds, frames, axis=0)
+    knots = np.arange(len(camtoworlds))
+    t = np.linspace(0, knots[-1], frames)
+    out = np.tile(np.eye(4), (frames, 1, 1))
+    out[:, :3, :3] = Slerp(knots, Rotation.from_matrix(camtoworlds[:, :3, :3]))(t).as_matrix()
+    out[:, :3, 3] = CubicSpline(knots, camtoworlds[:, :3, 3])(t)
+    return out
+
+
+def path_views(views: list[View], frames: int) -> list[View]:
+    """:func:`camera_path` through ``views`` sorted by name, as views with the first one's intrinsics and size."""
+    ordered = sorted(views, key=lambda v: v.name)
+    poses = camera_path(np.stack([v.camtoworld.double().numpy() for v in ordered]), frames)
+    return [replace(ordered[0], name=f"path_{i:04d}", camtoworld=torch.from_numpy(m).float())
+            for i, m in enumerate(poses)]
+
+
+@torch.no_grad()
+def write_path_video(trainer: Trainer, st: State, path: Path, frames: int = 120, fps: float = 30) -> None:
+    """Render :func:`path_views` through the training views at full SH degree into an mp4 at ``path``
+    (H.264, else mp4v; an odd width or height is padded by one pixel)."""
+    views = path_views(trainer.scene.train, frames)
+    with atomic_path(path) as tmp, Mp4Writer(tmp, (views[0].width, views[0].height), fps) as writer:
+        for v in tqdm(views, desc=path.name, mininterval=1.0, dynamic_ncols=True):
+            rgb = trainer.render(st.params, v, trainer.cfg.sh_degree)[0][0].clamp(0, 1)
+            writer.write(rgb.mul(255).round().byte().cpu().numpy())
+
+
+def evaluate_run(run_dir: str | Path, video: bool = True, frames: int = 120, fps: float = 30,
+                 device: str | None = None) -> dict[str, Any]:
+    """Re-evaluate the run in ``run_dir`` from its config and ``ckpt.pt``; write ``metrics.json`` (the
+    trainer's keys; ``TRAINING_FIELDS`` kept from the existing file) and, with ``video``, ``path.mp4``
+    (``frames`` frames at ``fps``). ``device`` overrides the run's. Returns the metrics."""
+    if frames < 1 or fps <= 0:
+        raise EvalError(f"--frames {frames} --fps {fps}: both must be positive")
+    run_dir = Path(run_dir).expanduser()
+    if not run_dir.is_dir():
+        raise EvalError(f"{run_dir}: not a folder; pass the run folder of python -m s3dgs.train (its hydra.run.dir)")
+    cfg = load_run_config(run_dir, device)
+    ckpt = run_dir / "ckpt.pt"
+    if not ckpt.is_file():
+        raise EvalError(f"{ckpt} not found: the run stopped before saving a model; pass a finished run's folder "
+                        f"or train again into it (python -m s3dgs.train hydra.run.dir={run_dir} ...)")
+    trainer = Trainer(cfg, run_dir)
+    st = trainer.load_checkpoint(ckpt)
+    metrics = trainer.evaluate(st, run_dir / "renders" if cfg.save_renders else None)
+    metrics_path = run_dir / "metrics.json"
+    old = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    metrics |= {k: old[k] for k in TRAINING_FIELDS if k in old}
+    atomic_write_json(metrics_path, metrics)
+    if video:
+        write_path_video(trainer, st, run_dir / "path.mp4", frames, fps)
+    return metrics
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m s3dgs.eval",
+        description="Re-evaluate a finished training run: measure test and train views again (metrics.json) and "
+                    "render a smooth camera path through the training views (path.mp4), into the run folder.",
+        epilog="examples:\n  python -m s3dgs.eval outputs/2025-01-31/12-00-00\n"
+               "  python -m s3dgs.eval multirun/2025-01-31/12-00-00/0 --no-video --device cpu",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", metavar="RUN_DIR", type=Path,
+                   help="a run folder of python -m s3dgs.train (holds .hydra/config.yaml and ckpt.pt)")
+    p.add_argument("--no-video", dest="video", action="store_false", help="metrics only, no path.mp4")
+    p.add_argument("--frames", type=int, default=120, metavar="N", help="frames in path.mp4 (default: 120)")
+    p.add_argument("--fps", type=float, default=30, help="frame rate of path.mp4 (default: 30)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the run's device setting)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        metrics = evaluate_run(args.run_dir, args.video, args.frames, args.fps, args.device)
+    except (EvalError, TrainError, DataError, DepthFileError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for split in ("test", "train"):
+        if split in metrics:
+            print(f"{split}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics[split].items()))
+    print(f"wrote {args.run_dir / 'metrics.json'}" + (f" and {args.run_dir / 'path.mp4'}" if args.video else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

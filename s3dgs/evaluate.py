@@ -1,0 +1,94 @@
+"""Evaluation of a trained model: image and depth metrics over views, and the side-by-side render PNGs.
+
+Functions of a render callback, so the trainer (at the end of training) and ``python -m s3dgs.eval`` (on a
+finished run) measure the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+
+from preprocess.atomic_io import atomic_write_bytes
+from s3dgs.data.scene import Scene, View
+from s3dgs.metrics import depth_metrics, psnr, ssim
+
+log = logging.getLogger(__name__)
+
+RenderFn = Callable[[View], tuple[torch.Tensor, torch.Tensor]]
+"""``view -> (rgb [1, H, W, 3], z-depth [1, H, W])``, any device."""
+
+PERCENTILE_SAMPLES = 1 << 20  # depth colouring: percentiles from at most about this many pixels
+
+
+def view_metrics(rgb: torch.Tensor, view: View, depth: torch.Tensor, masked: bool) -> dict[str, float]:
+    """Metrics of one render ``rgb [1, H, W, 3]`` in [0, 1] and z-depth ``[H, W]`` (CPU) against ``view``:
+    full-image ``psnr`` (dB) and ``ssim``; with ``masked`` also ``psnr_masked`` / ``ssim_masked`` over
+    ``view.mask`` (the whole image when the view has none); ``depth_abs_rel`` / ``depth_delta1`` when the
+    view has ground-truth depth."""
+    gt = view.image.to(rgb.device)[None]
+    row = {"psnr": float(psnr(rgb, gt)), "ssim": float(ssim(rgb, gt))}
+    if masked:
+        mask = None if view.mask is None else view.mask.to(rgb.device)[None]
+        row.update(psnr_masked=float(psnr(rgb, gt, mask)), ssim_masked=float(ssim(rgb, gt, mask)))
+    if view.gt_depth is not None:
+        dm = depth_metrics(depth, view.gt_depth)
+        row.update(depth_abs_rel=dm["abs_rel"], depth_delta1=dm["delta1"])
+    return row
+
+
+@torch.no_grad()
+def evaluate_views(render_fn: RenderFn, views: list[View], renders_dir: Path | None = None) -> dict[str, float]:
+    """Means over ``views`` of :func:`view_metrics` (the masked metrics when any view has a mask; depth
+    metrics when every view has ground truth), and ``num_views``. With ``renders_dir``, also writes
+    ``<renders_dir>/<stem>.png`` per view (:func:`save_side_by_side`)."""
+    masked = any(v.mask is not None for v in views)
+    if renders_dir is not None:
+        renders_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for v in views:
+        rgb, depth = render_fn(v)
+        rgb, depth = rgb.clamp(0, 1), depth[0].cpu()
+        rows.append(view_metrics(rgb, v, depth, masked))
+        if renders_dir is not None:
+            save_side_by_side(renders_dir / f"{v.stem}.png", rgb[0].cpu(), v.image, depth)
+    keys = set.intersection(*(set(r) for r in rows)) if rows else set()
+    return {k: float(np.mean([r[k] for r in rows])) for k in sorted(keys)} | {"num_views": len(rows)}
+
+
+def evaluate_scene(render_fn: RenderFn, scene: Scene, renders_dir: Path | None = None) -> dict[str, dict[str, float]]:
+    """``{"test": ..., "train": ...}``, each :func:`evaluate_views`; ``renders_dir`` gets the test views'
+    PNGs. Without test views only ``train`` (with a warning)."""
+    metrics = {}
+    if scene.test:
+        metrics["test"] = evaluate_views(render_fn, scene.test, renders_dir)
+    else:
+        log.warning("no test views (data.test_every=0 or too few images): metrics are on training views")
+    metrics["train"] = evaluate_views(render_fn, scene.train)
+    return metrics
+
+
+def percentiles(x: torch.Tensor, q: tuple[float, ...]) -> list[float]:
+    """Percentiles ``q`` (0-100) of ``x`` from an evenly strided sample of at most about
+    ``PERCENTILE_SAMPLES`` values: any size works (``torch.quantile`` stops at 16M elements) and costs the same."""
+    flat = x.detach().reshape(-1).cpu().numpy()
+    return [float(v) for v in np.percentile(flat[:: max(1, flat.size // PERCENTILE_SAMPLES)], q)]
+
+
+def save_side_by_side(path: Path, rgb: torch.Tensor, gt: torch.Tensor, depth: torch.Tensor) -> None:
+    """PNG of render | ground truth | inverse depth colour-mapped between its 2nd and 98th percentiles
+    (``[H, W, 3]`` in [0, 1], ``[H, W, 3]`` in [0, 1], z-depth ``[H, W]``; CPU tensors)."""
+    disp = 1.0 / depth.clamp_min(1e-6)
+    lo, hi = percentiles(disp, (2, 98))
+    d8 = ((disp - lo) / max(hi - lo, 1e-12)).clamp(0, 1).mul(255).byte().numpy()
+    dcol = cv2.applyColorMap(d8, cv2.COLORMAP_TURBO)
+    to8 = lambda x: cv2.cvtColor((x.numpy() * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR)  # noqa: E731
+    ok, buf = cv2.imencode(".png", np.hstack([to8(rgb), to8(gt), dcol]))
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    atomic_write_bytes(path, buf.tobytes())

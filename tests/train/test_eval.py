@@ -1,0 +1,100 @@
+"""Evaluation: ``python -m s3dgs.eval`` on a finished run, the metrics of s3dgs.evaluate, large renders."""
+
+import json
+import subprocess
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from s3dgs.data.scene import View
+from s3dgs.eval import camera_path, main
+from s3dgs.evaluate import evaluate_views, save_side_by_side
+
+
+def test_eval_reproduces_the_runs_metrics_and_writes_a_path_video(run_train, python, train_env, small_copy, tmp_path):
+    """Trained with a relative data_dir; evaluated from another folder (the path is anchored at training's cwd)."""
+    run_dir = tmp_path / "run"
+    run_train("data_dir=../scene", "steps=20", "save_renders=false", f"hydra.run.dir={run_dir}")
+    trained = json.loads((run_dir / "metrics.json").read_text())
+    (run_dir / "metrics.json").write_text(json.dumps(trained | {"test": {}, "train_seconds": 123.0}))
+
+    proc = subprocess.run([python, "-m", "s3dgs.eval", str(run_dir), "--frames", "12", "--fps", "10"], cwd=tmp_path,
+                          env=train_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert list(m) == list(trained) and m["train_seconds"] == 123.0 and m["steps"] == 20
+    for split in ("test", "train"):
+        assert list(m[split]) == list(trained[split])
+        assert m[split]["psnr"] == pytest.approx(trained[split]["psnr"], abs=1e-3)
+        assert m[split]["ssim"] == pytest.approx(trained[split]["ssim"], abs=1e-5)
+    assert not (run_dir / "renders").exists() and not list(run_dir.glob(".tmp-*"))
+
+    cap = cv2.VideoCapture(str(run_dir / "path.mp4"))
+    frames = []
+    while (f := cap.read())[0]:
+        frames.append(f[1])
+    assert len(frames) == 12 and frames[0].shape == (60, 80, 3)
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10)
+    assert np.abs(frames[0].astype(int) - frames[-1]).mean() > 1  # the camera moves
+
+
+@pytest.mark.parametrize("make", ["missing", "no_config", "no_ckpt"])
+def test_eval_errors_are_one_line(tmp_path, capsys, make):
+    run_dir = tmp_path / "run"
+    if make != "missing":
+        (run_dir / ".hydra").mkdir(parents=True)
+    if make == "no_ckpt":
+        (run_dir / ".hydra" / "config.yaml").write_text("data_dir: null\ndepth_dir: null\n")
+    assert main([str(run_dir)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    expected = {"missing": f"error: {run_dir}: not a folder",
+                "no_config": f"error: {run_dir / '.hydra' / 'config.yaml'} not found",
+                "no_ckpt": f"error: {run_dir / 'ckpt.pt'} not found"}[make]
+    assert len(err) == 1 and err[0].startswith(expected)
+
+
+def _view(image: torch.Tensor, mask: torch.Tensor | None = None) -> View:
+    return View("a.png", image, torch.eye(3), torch.eye(4), mask=mask)
+
+
+def test_masked_metrics_only_when_a_view_has_a_mask():
+    gt = torch.full((8, 8, 3), 0.5)
+    render = gt.clone()
+    render[:, 4:] = 0.0  # wrong on the right half only
+    render_fn = lambda v: (render[None], torch.ones(1, 8, 8))  # noqa: E731
+    mask = torch.zeros(8, 8, dtype=torch.bool)
+    mask[:, :4] = True
+    plain = evaluate_views(render_fn, [_view(gt)])
+    assert set(plain) == {"psnr", "ssim", "num_views"}
+    assert plain["psnr"] == pytest.approx(-10 * np.log10(0.125), abs=1e-4)
+    both = evaluate_views(render_fn, [_view(gt, mask), _view(gt)])
+    assert both["psnr"] == pytest.approx(plain["psnr"]) and both["ssim"] == pytest.approx(plain["ssim"])
+    assert both["psnr_masked"] == pytest.approx((100 + plain["psnr"]) / 2)  # masked: exact (PSNR capped at 100)
+    assert plain["ssim"] < both["ssim_masked"] < 1
+
+
+def test_side_by_side_colours_depth_beyond_16M_pixels(tmp_path):
+    """torch.quantile refuses more than 16M elements; 4100 x 4100 is 16.8M."""
+    n = 4100
+    depth = torch.linspace(1, 5, n * n).reshape(n, n)
+    black = torch.zeros(1, 1, 3).expand(n, n, 3)
+    save_side_by_side(tmp_path / "big.png", black, black, depth)
+    img = cv2.imread(str(tmp_path / "big.png"))
+    assert img.shape == (n, 3 * n, 3)
+    assert (img[0, 2 * n] != img[-1, -1]).any()  # near and far get different colours
+
+
+def test_camera_path_passes_through_the_cameras_in_order():
+    rots = Rotation.from_euler("y", [[0], [30], [60], [90]], degrees=True).as_matrix()
+    c2w = np.tile(np.eye(4), (4, 1, 1))
+    c2w[:, :3, :3] = rots
+    c2w[:, :3, 3] = [[0, 0, 0], [1, 0, 0], [2, 1, 0], [3, 1, 1]]
+    np.testing.assert_allclose(camera_path(c2w, 4), c2w, atol=1e-9)
+    path = camera_path(c2w, 31)
+    assert path.shape == (31, 4, 4)
+    np.testing.assert_allclose(path[:, :3, :3] @ path[:, :3, :3].transpose(0, 2, 1), np.tile(np.eye(3), (31, 1, 1)),
+                               atol=1e-9)
+    assert (np.diff(path[:, 0, 3]) > 0).all()

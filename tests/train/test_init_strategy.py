@@ -1,0 +1,123 @@
+"""Initialisation (KD-tree scales, the random-init box) and the densification strategies on CPU."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from s3dgs.init import knn_rms_distance, random_init_box
+from s3dgs.render import rasterization
+from s3dgs.strategy import BudgetDefaultStrategy, CPUMCMCStrategy, relocation_torch
+
+
+def test_knn_rms_distance_matches_brute_force():
+    pts = torch.rand(500, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * torch.tensor([4, 1, 2])
+    d = torch.cdist(pts, pts)
+    nearest = d.topk(4, largest=False).values[:, 1:]
+    expected = nearest.pow(2).mean(-1).sqrt()
+    assert torch.allclose(knn_rms_distance(pts), expected, rtol=1e-9)
+    grid = torch.stack(torch.meshgrid(*[torch.arange(5.0) * 0.2] * 3, indexing="ij"), -1).reshape(-1, 3)
+    assert knn_rms_distance(grid)[62].item() == pytest.approx(0.2)  # an inner point: 6 neighbours at 0.2
+
+
+def _look_at(eye, target):
+    fwd = (target - eye) / np.linalg.norm(target - eye)
+    right = np.cross(fwd, [0, 0, 1.0])
+    right /= np.linalg.norm(right)
+    c2w = np.eye(4)
+    c2w[:3, :3] = np.stack([right, np.cross(fwd, right), fwd], 1)
+    c2w[:3, 3] = eye
+    return c2w
+
+
+def test_random_init_box_for_inward_and_forward_facing_cameras():
+    target = np.array([0.5, -0.2, 0.3])
+    f, w, h = 100.0, 200, 100
+    ring = [_look_at(target + 4 * np.array([math.cos(a), math.sin(a), 0.5]), target) for a in np.linspace(0, 6, 12)]
+    K = torch.tensor([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]], dtype=torch.float32).expand(12, 3, 3)
+    sizes = torch.tensor([[w, h]] * 12)
+    centre, half = random_init_box(torch.tensor(np.stack(ring), dtype=torch.float32), K, sizes, extent=9.0)
+    assert np.allclose(centre.numpy(), target, atol=1e-4)
+    assert half == pytest.approx(4 * math.sqrt(1.25) * (w / 2) / f, rel=1e-4)  # distance x tan(half fov)
+    forward = [_look_at(np.array([x, 0.0, 0.0]), np.array([x, 10.0, 0.0])) for x in np.linspace(-1, 1, 5)]
+    centre, half = random_init_box(torch.tensor(np.stack(forward), dtype=torch.float32), K[:5], sizes[:5], extent=9.0)
+    assert np.allclose(centre.numpy(), 0, atol=1e-6) and half == 9.0  # axes never meet: the scene scale
+
+
+def _relocation_loops(o: float, s: float, n: int) -> tuple[float, float]:
+    """gsplat's CUDA relocation kernel, written out as its loops."""
+    new_o = 1 - (1 - o) ** (1 / n)
+    denom = sum(math.comb(i - 1, k) * (-1) ** k / math.sqrt(k + 1) * new_o ** (k + 1)
+                for i in range(1, n + 1) for k in range(i))
+    return new_o, o / denom * s
+
+
+def test_relocation_formula_matches_the_kernel_loops():
+    binoms = torch.tensor([[math.comb(n, k) for k in range(51)] for n in range(51)], dtype=torch.float32)
+    o = torch.tensor([0.9, 0.5, 0.05, 0.3, 0.7])
+    s = torch.rand(5, 3) + 0.1
+    n = torch.tensor([1, 2, 3, 10, 40])
+    new_o, new_s = relocation_torch(o, s, n, binoms)
+    assert torch.allclose(new_o[0], o[0]) and torch.allclose(new_s[0], s[0])  # one copy: unchanged
+    for i in range(5):
+        eo, es = _relocation_loops(float(o[i]), 1.0, int(n[i]))
+        assert float(new_o[i]) == pytest.approx(eo, rel=1e-5)
+        assert torch.allclose(new_s[i], es * s[i], rtol=1e-4)
+        assert 1 - (1 - float(new_o[i])) ** int(n[i]) == pytest.approx(float(o[i]), rel=1e-5)  # copies stack to o
+
+
+def _params(n, gen):
+    return torch.nn.ParameterDict({
+        "means": torch.nn.Parameter(torch.randn(n, 3, generator=gen) * 0.3),
+        "scales": torch.nn.Parameter(torch.full((n, 3), -2.5)),
+        "quats": torch.nn.Parameter(torch.rand(n, 4, generator=gen)),
+        "opacities": torch.nn.Parameter(torch.logit(torch.rand(n, generator=gen) * 0.8 + 0.1)),
+        "colors": torch.nn.Parameter(torch.rand(n, 3, generator=gen))})
+
+
+def _fit(strategy, params, steps, target, viewmat, K, **post):
+    optimizers = {k: torch.optim.Adam([p], lr=1e-2) for k, p in params.items()}
+    state = (strategy.initialize_state(scene_scale=1.0) if isinstance(strategy, BudgetDefaultStrategy)
+             else strategy.initialize_state())
+    counts = []
+    for step in range(steps):
+        img, _, info = rasterization(params["means"], params["quats"], torch.exp(params["scales"]),
+                                     torch.sigmoid(params["opacities"]), params["colors"], viewmat, K, 48, 40,
+                                     packed=False)
+        strategy.step_pre_backward(params, optimizers, state, step, info)
+        (img - target).abs().mean().backward()
+        strategy.step_post_backward(params, optimizers, state, step, info, **post)
+        for opt in optimizers.values():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        counts.append(len(params["means"]))
+    return counts
+
+
+def _camera():
+    viewmat = torch.eye(4)[None]
+    viewmat[0, 2, 3] = 3.0
+    K = torch.tensor([[[40.0, 0, 24], [0, 40.0, 20], [0, 0, 1]]])
+    target = torch.rand(1, 40, 48, 3, generator=torch.Generator().manual_seed(1))  # detail everywhere
+    return target, viewmat, K
+
+
+def test_default_strategy_resets_opacity_on_schedule_and_keeps_the_budget():
+    target, viewmat, K = _camera()
+    params = _params(60, torch.Generator().manual_seed(0))
+    strategy = BudgetDefaultStrategy(cap_max=150, refine_start_iter=2, refine_every=5, reset_every=20,
+                                     refine_stop_iter=100, grow_grad2d=1e-7, prune_opa=0.005)
+    counts = _fit(strategy, params, 21, target, viewmat, K)
+    assert max(counts) == 150 and counts[-1] == 150  # grew, then held at the budget
+    assert torch.sigmoid(params["opacities"]).max().item() <= 0.01 + 1e-6  # step 20: reset to 2 x prune_opa
+
+
+def test_mcmc_on_cpu_grows_from_a_too_sparse_start_to_its_cap():
+    target, viewmat, K = _camera()
+    params = _params(20, torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    strategy = CPUMCMCStrategy(cap_max=40, refine_start_iter=1, refine_every=2, refine_stop_iter=100)
+    counts = _fit(strategy, params, 60, target, viewmat, K, lr=1e-3)
+    assert counts[0] == 20 and counts[-1] == 40
+    assert all(torch.isfinite(p).all() for p in params.values())
