@@ -19,6 +19,20 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
+from s3dgs.gaussians import load_ply
+
+NEEDLE_RATIO = 10.0  # a Gaussian whose longest axis is this many times its second longest is a needle
+
+
+def needle_share(ply: Path) -> float:
+    """Share of visible Gaussians (opacity > 0.1) in ``ply`` that are needles (see ``NEEDLE_RATIO``)."""
+    g = load_ply(ply)
+    scales = np.sort(np.stack([g["scale_0"], g["scale_1"], g["scale_2"]], 1), 1)  # log scales, ascending
+    visible = 1 / (1 + np.exp(-g["opacity"])) > 0.1
+    return float(np.mean(scales[visible, 2] - scales[visible, 1] > np.log(NEEDLE_RATIO))) if visible.any() else 0.0
+
 
 def parse_dataset(arg: str) -> tuple[Path, int]:
     """``FOLDER[:DOWNSCALE]`` -> (folder, downscale)."""
@@ -41,6 +55,7 @@ def train(data: Path, downscale: int, steps: int, overrides: list[str], run_dir:
         raise SystemExit(f"error: {' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     metrics["wall_seconds"] = time.perf_counter() - t0
+    metrics["needles"] = needle_share(run_dir / "point_cloud.ply")
     return metrics
 
 
@@ -53,14 +68,14 @@ def main() -> int:
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="real_scenes_"))
     print(f"runs in {out}; overrides: {' '.join(args.overrides) or '(none)'}")
-    print("| capture | downscale | train/test views | steps | test PSNR | test SSIM | Gaussians | s/step |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| capture | downscale | train/test views | steps | test PSNR | test SSIM | Gaussians | needles | s/step |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for data, downscale in args.datasets:
         for steps in args.steps:
             m = train(data, downscale, steps, args.overrides, out / f"{data.name}_{downscale}_{steps}")
             t = m["test"]
             print(f"| {data.name} | {downscale} | {m['num_train_views']}/{t['num_views']} | "
-                  f"{steps} | {t['psnr']:.2f} | {t['ssim']:.3f} | {m['num_gaussians']} | "
+                  f"{steps} | {t['psnr']:.2f} | {t['ssim']:.3f} | {m['num_gaussians']} | {100 * m['needles']:.1f}% | "
                   f"{m['train_seconds'] / steps:.3f} |", flush=True)
     return 0
 

@@ -99,21 +99,47 @@ class BudgetDefaultStrategy(DefaultStrategy):
 
 
 class CPUMCMCStrategy(MCMCStrategy):
-    """``MCMCStrategy`` that also runs on CPU (the relocation formula above); ``opacity_reg`` and
-    ``scale_reg`` are the regularisers MCMC is meant to train with (the trainer adds them to the loss)."""
+    """``MCMCStrategy`` that also runs on CPU (the relocation formula above) and grows by ``growth`` per
+    refinement (gsplat: 1.05); ``opacity_reg`` and ``scale_reg`` are the regularisers MCMC is meant to train
+    with (the trainer adds them to the loss)."""
 
-    def __init__(self, opacity_reg: float = 0.01, scale_reg: float = 0.01, **fields: Any):
+    def __init__(self, opacity_reg: float = 0.01, scale_reg: float = 0.01, growth: float = 1.05, **fields: Any):
         super().__init__(**fields)
-        self.opacity_reg, self.scale_reg = opacity_reg, scale_reg
+        self.opacity_reg, self.scale_reg, self.growth = opacity_reg, scale_reg, growth
+
+    @torch.no_grad()
+    def _add_new_gs(self, params, optimizers, binoms) -> int:
+        n = len(params["means"])
+        n_new = max(0, min(self.cap_max, int(self.growth * n)) - n)
+        if n_new:
+            gsplat_ops.sample_add(params=params, optimizers=optimizers, state={}, n=n_new, binoms=binoms,
+                                  min_opacity=self.min_opacity)
+        return n_new
+
+
+def refinements(cfg: dict) -> float:
+    """How many refinements a schedule ``{refine_start_iter, refine_stop_iter, refine_every}`` makes."""
+    return max(1.0, (cfg["refine_stop_iter"] - cfg["refine_start_iter"]) / cfg["refine_every"])
 
 
 Strategy = BudgetDefaultStrategy | CPUMCMCStrategy
 
 
-def make_strategy(cfg: DictConfig, steps: int) -> Strategy:
-    """Strategy from the ``strategy`` config group, its step fields scaled to ``steps``."""
+def gaussian_budget(cap_max: int, pixels_per_gaussian: float, train_pixels: int) -> int:
+    """The smaller of ``cap_max`` and one Gaussian per ``pixels_per_gaussian`` training pixels (either 0 = no such
+    limit; 0 = no budget): the model grows with the evidence it is fitted to, so few or small views do not grow
+    a cloud of floaters, and the step time stays bounded."""
+    limits = [cap_max, int(train_pixels / pixels_per_gaussian) if pixels_per_gaussian > 0 else 0]
+    return min((x for x in limits if x > 0), default=0)
+
+
+def make_strategy(cfg: DictConfig, steps: int, train_pixels: int) -> Strategy:
+    """Strategy from the ``strategy`` config group, its step fields scaled to ``steps`` and its Gaussian budget
+    to ``train_pixels`` (the number of training pixels, all views)."""
     fields = OmegaConf.to_container(cfg, resolve=True)
+    reference = dict(fields)
     name = fields.pop("name")
+    fields["cap_max"] = gaussian_budget(fields["cap_max"], fields.pop("pixels_per_gaussian", 0), train_pixels)
     for key in STEP_FIELDS:
         if key in fields:
             fields[key] = scaled_steps(fields[key], steps)
@@ -124,7 +150,10 @@ def make_strategy(cfg: DictConfig, steps: int) -> Strategy:
     if name == "default":
         return BudgetDefaultStrategy(**fields)
     if name == "mcmc":
-        return CPUMCMCStrategy(**fields)
+        # gsplat grows 5% per refinement over a 30000-step schedule; a shorter run makes fewer refinements
+        # (refine_every has a floor), so each grows more: the budget is reached at the same share of the run.
+        growth = 1.05 ** (refinements(reference) / refinements(fields))
+        return CPUMCMCStrategy(growth=growth, **fields)
     raise TrainError(f"strategy.name={name!r}: use default or mcmc")
 
 

@@ -78,7 +78,7 @@ class Trainer:
         self.background = torch.tensor(self.scene.background, dtype=torch.float32, device=self.device)
         self.random_background = d.background == "random"
         self.extent = self.scene.extent()
-        self.strategy = make_strategy(cfg.strategy, cfg.steps)
+        self.strategy = make_strategy(cfg.strategy, cfg.steps, sum(v.width * v.height for v in self.scene.train))
         self.depth_align = self._depth_alignment()
         self.sh_interval = scaled_steps(cfg.sh_degree_interval, cfg.steps)
 

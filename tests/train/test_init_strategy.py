@@ -1,5 +1,6 @@
 """Initialisation (KD-tree scales, the random-init box) and the densification strategies on CPU."""
 
+import json
 import math
 
 import numpy as np
@@ -121,3 +122,16 @@ def test_mcmc_on_cpu_grows_from_a_too_sparse_start_to_its_cap():
     counts = _fit(strategy, params, 60, target, viewmat, K, lr=1e-3)
     assert counts[0] == 20 and counts[-1] == 40
     assert all(torch.isfinite(p).all() for p in params.values())
+
+
+def test_trainer_grows_a_too_sparse_start_into_a_scene(run_train, tmp_path):
+    """60 SfM points for a whole room: the default (MCMC) strategy must grow them, within its budget, into
+    something that renders the held-out views."""
+    from s3dgs.example import write_example
+    write_example(tmp_path / "sparse", num_points=60)
+    run = tmp_path / "run"
+    run_train(f"data_dir={tmp_path / 'sparse'}", "steps=400", "lambda_depth=0", "save_renders=false",
+              f"hydra.run.dir={run}")
+    m = json.loads((run / "metrics.json").read_text())
+    assert 60 * 3 < m["num_gaussians"] <= 21 * 80 * 60 // 16  # grew, and no more than the pixel budget
+    assert m["test"]["psnr"] > 17

@@ -59,11 +59,14 @@ def test_no_priors_trains_without_depth_term(small_copy, tmp_path, caplog):
 
 
 def test_strategy_steps_scale_with_the_run():
-    s = make_strategy(_cfg("steps=1000", "strategy=default").strategy, 1000)
+    s = make_strategy(_cfg("steps=1000", "strategy=default").strategy, 1000, 10**6)
     assert (s.refine_start_iter, s.refine_stop_iter, s.refine_every, s.reset_every) == (17, 500, 25, 100)
+    assert s.cap_max == 0  # gsplat's default strategy: no budget unless asked
     assert scaled_steps(1000, REFERENCE_STEPS) == 1000 and scaled_steps(0, 10) == 0
-    m = make_strategy(_cfg("strategy=mcmc").strategy, 3000)
+    m = make_strategy(_cfg("strategy=mcmc").strategy, 3000, 6 * 80 * 60)
     assert isinstance(m, CPUMCMCStrategy) and (m.refine_start_iter, m.refine_every) == (50, 25)
+    assert m.cap_max == 6 * 80 * 60 // 16  # one Gaussian per 16 training pixels
+    assert make_strategy(_cfg("strategy=mcmc", "strategy.cap_max=100").strategy, 3000, 10**6).cap_max == 100
 
 
 def test_depth_weight_decays_like_the_reference(example_dir, tmp_path):
