@@ -12,8 +12,11 @@ import logging
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 from scipy.spatial import cKDTree
 
+from s3dgs import alignment
+from s3dgs.data.scene import Scene
 from s3dgs.gaussians import rgb_to_sh
 
 log = logging.getLogger(__name__)
@@ -72,3 +75,65 @@ def random_init_box(camtoworlds: torch.Tensor, Ks: torch.Tensor, sizes: torch.Te
             half = float((ahead * torch.tan(half_fov)).median())
             return centre.float(), half
     return camtoworlds[:, :3, 3].mean(0), extent
+
+
+def depth_edges(depth: torch.Tensor, threshold: float) -> torch.Tensor:
+    """``[H, W]`` bool: pixels of z-depth ``depth [H, W]`` whose 3x3 neighbourhood spans a relative depth
+    jump above ``threshold`` (occlusion boundaries, where a prior's blurred edge puts "flying pixels")."""
+    d = depth[None, None]
+    hi = torch.nn.functional.max_pool2d(d, 3, stride=1, padding=1)
+    lo = -torch.nn.functional.max_pool2d(-d, 3, stride=1, padding=1)
+    return ((hi - lo) / lo.clamp_min(1e-12))[0, 0] > threshold
+
+
+def backproject(depth: torch.Tensor, valid: torch.Tensor, image: torch.Tensor, K: torch.Tensor,
+                camtoworld: torch.Tensor, n: int, generator: torch.Generator, edge_threshold: float = 0.05
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to ``n`` coloured world points ``[m, 3]``, ``[m, 3]`` from z-depth ``depth [H, W]`` (scene units) at
+    random pixels where ``valid [H, W]`` holds, away from depth discontinuities (:func:`depth_edges`).
+    ``image [H, W, 3]`` in [0, 1]; ``K [3, 3]`` with pixel centres at +0.5; ``camtoworld [4, 4]`` OpenCV axes."""
+    ok = valid & (depth > 0) & ~depth_edges(torch.where(valid, depth, depth.max()), edge_threshold)
+    idx = ok.flatten().nonzero()[:, 0]
+    idx = idx[torch.randperm(len(idx), generator=generator)[:n]]
+    v, u = idx // depth.shape[1], idx % depth.shape[1]
+    z = depth.flatten()[idx]
+    cam = torch.stack([(u + 0.5 - K[0, 2]) / K[0, 0] * z, (v + 0.5 - K[1, 2]) / K[1, 1] * z, z], -1)
+    return cam @ camtoworld[:3, :3].T + camtoworld[:3, 3], image.reshape(-1, 3)[idx]
+
+
+def prior_points(scene: Scene, per_view: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coloured points ``[m, 3]``, ``[m, 3]`` back-projected from each training view's relative inverse-depth
+    prior, aligned to the sparse points seen in that view (:func:`s3dgs.alignment.sparse_alignments`); views
+    without a reliable alignment add none."""
+    fits = alignment.sparse_alignments(scene.train, scene.points) if scene.prior_kind == "inverse_depth" else {}
+    pts, rgb = [torch.zeros(0, 3)], [torch.zeros(0, 3)]
+    for v in scene.train:
+        if v.stem not in fits:
+            continue
+        scale, offset = fits[v.stem]
+        inv = scale * v.prior + offset
+        ok = v.prior_valid & (inv > 0) & (True if v.mask is None else v.mask)
+        p, c = backproject(1.0 / inv.clamp_min(1e-12), ok, v.image, v.K, v.camtoworld, per_view, generator)
+        pts.append(p)
+        rgb.append(c)
+    return torch.cat(pts), torch.cat(rgb)
+
+
+def initial_points(scene: Scene, cfg: DictConfig, extent: float, generator: torch.Generator
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the Gaussians start (``init`` config group): the sparse points, else random points in
+    :func:`random_init_box`; with ``from_priors`` also ``prior_points`` per training view from the priors."""
+    if len(scene.points):
+        pts, rgb = scene.points, scene.points_rgb
+    else:
+        views = scene.train
+        centre, half = random_init_box(torch.stack([v.camtoworld for v in views]), torch.stack([v.K for v in views]),
+                                       torch.tensor([[v.width, v.height] for v in views]), extent)
+        pts, rgb = random_points(centre, cfg.random_extent * half, cfg.num_random, generator)
+        log.info("no sparse points: %d random Gaussians in a cube of half-size %.3g around %s", len(pts),
+                 cfg.random_extent * half, [round(float(c), 3) for c in centre])
+    if cfg.from_priors:
+        extra, extra_rgb = prior_points(scene, cfg.prior_points, generator)
+        log.info("init.from_priors: %d points from the depth priors added to %d", len(extra), len(pts))
+        pts, rgb = torch.cat([pts, extra]), torch.cat([rgb, extra_rgb])
+    return pts, rgb

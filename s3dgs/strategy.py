@@ -30,6 +30,8 @@ REFERENCE_STEPS = 30000  # strategy and SH schedules in the configs are written 
 STEP_FIELDS = ("refine_start_iter", "refine_stop_iter", "reset_every", "refine_every", "refine_scale2d_stop_iter")
 MIN_REFINE_EVERY = 25  # densify no more often: gradient statistics must average over several views
 MIN_RESET_EVERY = 100  # reset opacities no more often: they need this many steps to be learnt again
+# cap_max=auto: gsplat's MCMC default on CUDA; on CPU the count that keeps a 200x200 step near half a second
+AUTO_CAP_MAX = {"cuda": 1_000_000, "cpu": 50_000}
 
 
 def scaled_steps(n: int, steps: int) -> int:
@@ -110,7 +112,8 @@ class CPUMCMCStrategy(MCMCStrategy):
     @torch.no_grad()
     def _add_new_gs(self, params, optimizers, binoms) -> int:
         n = len(params["means"])
-        n_new = max(0, min(self.cap_max, int(self.growth * n)) - n)
+        target = int(self.growth * n)
+        n_new = max(0, (min(self.cap_max, target) if self.cap_max else target) - n)  # cap_max 0: no budget
         if n_new:
             gsplat_ops.sample_add(params=params, optimizers=optimizers, state={}, n=n_new, binoms=binoms,
                                   min_opacity=self.min_opacity)
@@ -125,21 +128,26 @@ def refinements(cfg: dict) -> float:
 Strategy = BudgetDefaultStrategy | CPUMCMCStrategy
 
 
-def gaussian_budget(cap_max: int, pixels_per_gaussian: float, train_pixels: int) -> int:
+def gaussian_budget(cap_max: int | str, pixels_per_gaussian: float, train_pixels: int, device: torch.device) -> int:
     """The smaller of ``cap_max`` and one Gaussian per ``pixels_per_gaussian`` training pixels (either 0 = no such
     limit; 0 = no budget): the model grows with the evidence it is fitted to, so few or small views do not grow
-    a cloud of floaters, and the step time stays bounded."""
+    a cloud of floaters, and the step time stays bounded. ``cap_max="auto"``: :data:`AUTO_CAP_MAX` for the device."""
+    if cap_max == "auto":
+        cap_max = AUTO_CAP_MAX["cuda" if device.type == "cuda" else "cpu"]
+    elif not isinstance(cap_max, int) or cap_max < 0:
+        raise TrainError(f"strategy.cap_max={cap_max!r}: use auto, 0 (no cap) or a positive number of Gaussians")
     limits = [cap_max, int(train_pixels / pixels_per_gaussian) if pixels_per_gaussian > 0 else 0]
     return min((x for x in limits if x > 0), default=0)
 
 
-def make_strategy(cfg: DictConfig, steps: int, train_pixels: int) -> Strategy:
+def make_strategy(cfg: DictConfig, steps: int, train_pixels: int, device: torch.device) -> Strategy:
     """Strategy from the ``strategy`` config group, its step fields scaled to ``steps`` and its Gaussian budget
-    to ``train_pixels`` (the number of training pixels, all views)."""
+    to ``train_pixels`` (the number of training pixels, all views) and ``device``."""
     fields = OmegaConf.to_container(cfg, resolve=True)
     reference = dict(fields)
     name = fields.pop("name")
-    fields["cap_max"] = gaussian_budget(fields["cap_max"], fields.pop("pixels_per_gaussian", 0), train_pixels)
+    fields["cap_max"] = gaussian_budget(fields["cap_max"], fields.pop("pixels_per_gaussian", 0), train_pixels,
+                                       device)
     for key in STEP_FIELDS:
         if key in fields:
             fields[key] = scaled_steps(fields[key], steps)

@@ -23,7 +23,7 @@ from s3dgs.data.scene import Scene, View, load_scene
 from s3dgs.errors import TrainError
 from s3dgs.evaluate import evaluate_scene
 from s3dgs.gaussians import make_optimizers, save_ply
-from s3dgs.init import init_gaussians, random_init_box, random_points
+from s3dgs.init import init_gaussians, initial_points
 from s3dgs.losses import depth_loss, photometric_loss, to_prior_space
 from s3dgs.metrics import psnr
 from s3dgs.render import rasterization
@@ -78,7 +78,8 @@ class Trainer:
         self.background = torch.tensor(self.scene.background, dtype=torch.float32, device=self.device)
         self.random_background = d.background == "random"
         self.extent = self.scene.extent()
-        self.strategy = make_strategy(cfg.strategy, cfg.steps, sum(v.width * v.height for v in self.scene.train))
+        self.strategy = make_strategy(cfg.strategy, cfg.steps, sum(v.width * v.height for v in self.scene.train),
+                                      self.device)
         self.depth_align = self._depth_alignment()
         self.sh_interval = scaled_steps(cfg.sh_degree_interval, cfg.steps)
 
@@ -111,15 +112,7 @@ class Trainer:
     def init_state(self) -> State:
         cfg, scene = self.cfg, self.scene
         gen = torch.Generator().manual_seed(cfg.seed)
-        if len(scene.points):
-            pts, rgb = scene.points, scene.points_rgb
-        else:
-            views = scene.train
-            centre, half = random_init_box(torch.stack([v.camtoworld for v in views]), torch.stack([v.K for v in views]),
-                                           torch.tensor([[v.width, v.height] for v in views]), self.extent)
-            pts, rgb = random_points(centre, cfg.init.random_extent * half, cfg.init.num_random, gen)
-            log.info("no sparse points: %d random Gaussians in a cube of half-size %.3g around %s", len(pts),
-                     cfg.init.random_extent * half, [round(float(c), 3) for c in centre])
+        pts, rgb = initial_points(scene, cfg.init, self.extent, gen)
         params = init_gaussians(pts, rgb, cfg.sh_degree, cfg.init.opacity, cfg.init.scale, gen).to(self.device)
         return self._state_for(params, gen)
 

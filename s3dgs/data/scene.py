@@ -135,19 +135,35 @@ def _resize(a: np.ndarray, size: tuple[int, int], interp: int) -> np.ndarray:
     return a if a.shape[1::-1] == size else cv2.resize(a, size, interpolation=interp)
 
 
-def _undistort_maps(K: np.ndarray, dist: Distortion, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Maps ``[H, W]`` float32 (OpenCV pixel coordinates) from the undistorted image with intrinsics ``K`` to the
-    distorted source image with the same ``K``."""
+def _undistort(K: np.ndarray, dist: Distortion, size: tuple[int, int]
+               ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Pinhole intrinsics ``[3, 3]`` of the undistorted image and the maps ``[H, W]`` float32 (OpenCV pixel
+    coordinates) from it to the distorted source image with intrinsics ``K``. The new intrinsics zoom in just
+    enough that every pixel sees the source image (as ``colmap image_undistorter``), so no black border enters
+    the losses or the metrics."""
     K = K.copy()
     K[:2, 2] -= 0.5  # our pixel centres are at +0.5, OpenCV's at integers
     coeffs = np.asarray(dist.coeffs, np.float64)
     if dist.model == "fisheye":
-        return cv2.fisheye.initUndistortRectifyMap(K, coeffs, np.eye(3), K, size, cv2.CV_32FC1)
-    return cv2.initUndistortRectifyMap(K, coeffs, None, K, size, cv2.CV_32FC1)
+        new_K = cv2.fisheye.estimateNewCameraMatrixForUndistortRectify(K, coeffs, size, np.eye(3), balance=0.0)
+        maps = cv2.fisheye.initUndistortRectifyMap(K, coeffs, np.eye(3), new_K, size, cv2.CV_32FC1)
+    else:
+        new_K, _ = cv2.getOptimalNewCameraMatrix(K, coeffs, size, 0.0, size)
+        maps = cv2.initUndistortRectifyMap(K, coeffs, None, new_K, size, cv2.CV_32FC1)
+    new_K = new_K.copy()
+    new_K[:2, 2] += 0.5
+    return new_K, maps
 
 
 def _remap(a: np.ndarray, remap: tuple[np.ndarray, np.ndarray] | None, interp: int) -> np.ndarray:
-    return a if remap is None else cv2.remap(a, *remap, interp, borderMode=cv2.BORDER_CONSTANT)
+    """``a`` resampled through the undistortion maps; samples within half a pixel of the edge take the edge."""
+    return a if remap is None else cv2.remap(a, *remap, interp, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _inside(remap: tuple[np.ndarray, np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """``[H, W]`` bool: undistorted pixels whose source lies on the source image (``size = (W, H)``)."""
+    x, y = remap
+    return (x >= -0.5) & (x <= size[0] - 0.5) & (y >= -0.5) & (y <= size[1] - 0.5)
 
 
 def _tensor(a: np.ndarray | None) -> torch.Tensor | None:
@@ -166,7 +182,9 @@ def _load_view(frame: Frame, data_dir: Path, downscale: int, background: np.ndar
     cam_w, cam_h = (frame.width or w0), (frame.height or h0)
     K[0] *= size[0] / cam_w
     K[1] *= size[1] / cam_h
-    remap = None if frame.distortion is None else _undistort_maps(K, frame.distortion, size)
+    remap = None
+    if frame.distortion is not None:
+        K, remap = _undistort(K, frame.distortion, size)
     rgb = _remap(_resize(rgb, size, cv2.INTER_AREA), remap, cv2.INTER_LINEAR)
     if alpha is not None:
         alpha = _remap(_resize(alpha, size, cv2.INTER_AREA), remap, cv2.INTER_LINEAR)
@@ -174,7 +192,7 @@ def _load_view(frame: Frame, data_dir: Path, downscale: int, background: np.ndar
     if frame.mask_path is not None:
         mask = _remap(_read_mask(frame.mask_path, size).astype(np.uint8), remap, cv2.INTER_NEAREST) > 0
     if remap is not None:
-        inside = _remap(np.ones(size[::-1], np.float32), remap, cv2.INTER_LINEAR) > 0.999
+        inside = _inside(remap, size)
         mask = inside if mask is None else mask & inside
     gt = None
     gt_path = data_dir / "gt_depth" / f"{frame.stem}.npy"

@@ -101,12 +101,13 @@ def _set_camera(scene, model: str, extra: list[float]) -> None:
 @pytest.mark.parametrize("model, extra, expected", [
     ("OPENCV", [0.3, 0.1, 0, 0], Distortion("opencv", (0.3, 0.1, 0, 0))),
     ("OPENCV_FISHEYE", [0.5, 0.1, 0, 0], Distortion("fisheye", (0.5, 0.1, 0, 0)))])
-def test_distorted_colmap_camera_is_undistorted_with_a_mask(small_copy, model, extra, expected):
+def test_distorted_colmap_camera_is_undistorted_to_a_full_frame(small_copy, model, extra, expected):
     _set_camera(small_copy, model, extra)
     assert read_layout(small_copy).frames[0].distortion == expected
     v = load_scene(small_copy).train[0]
-    assert v.mask is not None and 0.5 < float(v.mask.float().mean()) < 1.0  # corners fall outside
-    assert bool(v.mask[30, 40])
+    f = read_layout(small_copy).frames[0].K[0, 0]
+    assert float(v.K[0, 0]) > 1.02 * f  # zoomed in (as colmap image_undistorter) ...
+    assert v.mask is not None and float(v.mask.float().mean()) > 0.98  # ... so (almost) no pixel falls outside
 
 
 def _write_png(path, array):
@@ -255,15 +256,18 @@ def test_nerfstudio_opencv_k3_and_fisheye_are_undistorted(tmp_path):
     assert [fr.distortion for fr in read_layout(tmp_path).frames] == [opencv, fisheye]
     s = load_scene(tmp_path, test_every=0)
     for view, dist in zip(s.train, (opencv, fisheye)):
-        # pixel centres at +0.5 in K; the ramp's value at column c is sampled at the centre of pixel c
-        xd, yd = _distort((u + 0.5 - cx) / f, (v + 0.5 - cy) / f, dist)
+        # pixel centres at +0.5 in K; the ramp's value at column c is sampled at the centre of pixel c. The
+        # undistorted image has its own pinhole intrinsics view.K (zoomed so that it has no empty border).
+        K = view.K.double().numpy()
+        xd, yd = _distort((u + 0.5 - K[0, 2]) / K[0, 0], (v + 0.5 - K[1, 2]) / K[1, 1], dist)
         src_u, src_v = f * xd + cx - 0.5, f * yd + cy - 0.5
-        inside = (src_u >= 0) & (src_u <= W - 1) & (src_v >= 0) & (src_v <= H - 1)
+        inside = (src_u >= -0.5) & (src_u <= W - 0.5) & (src_v >= -0.5) & (src_v <= H - 0.5)  # on the image
         mask = view.mask.numpy()
-        assert 0.5 < mask.mean() < 1.0 and not (mask & ~inside).any()
+        assert mask.mean() > 0.97 and np.array_equal(mask, inside)
+        exact = (src_u >= 0) & (src_u <= W - 1) & (src_v >= 0) & (src_v <= H - 1)  # bilinear is exact between centres
         got = view.image.numpy() * 255 / 4
-        np.testing.assert_allclose(got[..., 0][mask], src_u[mask], atol=0.03)
-        np.testing.assert_allclose(got[..., 1][mask], src_v[mask], atol=0.03)
+        np.testing.assert_allclose(got[..., 0][exact], src_u[exact], atol=0.03)
+        np.testing.assert_allclose(got[..., 1][exact], src_v[exact], atol=0.03)
 
 
 def test_unsupported_nerfstudio_camera_model_is_a_clear_error(tmp_path):

@@ -135,3 +135,36 @@ def test_trainer_grows_a_too_sparse_start_into_a_scene(run_train, tmp_path):
     m = json.loads((run / "metrics.json").read_text())
     assert 60 * 3 < m["num_gaussians"] <= 21 * 80 * 60 // 16  # grew, and no more than the pixel budget
     assert m["test"]["psnr"] > 17
+
+
+def test_backprojected_exact_depth_lies_on_the_true_surface(example_dir):
+    """Points back-projected from one view's exact depth land where the other views see that surface."""
+    from s3dgs.data.scene import load_scene
+    from s3dgs.init import backproject
+    scene = load_scene(example_dir)
+    v, other = scene.train[0], scene.train[1]
+    pts, rgb = backproject(v.gt_depth, v.gt_depth > 0, v.image, v.K, v.camtoworld, 500, torch.Generator().manual_seed(0))
+    assert len(pts) == 500 and rgb.shape == (500, 3)
+    w2c = torch.linalg.inv(other.camtoworld)
+    cam = pts @ w2c[:3, :3].T + w2c[:3, 3]
+    uv = cam[:, :2] / cam[:, 2:] * torch.stack([other.K[0, 0], other.K[1, 1]]) + other.K[:2, 2]
+    inside = (uv[:, 0] >= 0) & (uv[:, 0] < other.width) & (uv[:, 1] >= 0) & (uv[:, 1] < other.height)
+    px = uv[inside].long()
+    seen = other.gt_depth[px[:, 1], px[:, 0]]
+    rel = (cam[inside, 2] - seen).abs() / seen
+    assert inside.sum() > 100
+    assert (rel < 0.05).float().mean() > 0.85  # on the surface the other view sees (the rest: occluded there)
+
+
+def test_backprojection_skips_the_blurred_edge_between_objects():
+    """A prior blurs a depth step (1 -> 3) over a few pixels: no point may land in the gap ("flying pixels")."""
+    from s3dgs.init import backproject
+    depth = torch.ones(40, 60)
+    depth[:, 30:] = 3.0
+    blurred = torch.nn.functional.avg_pool2d(depth[None, None], 5, stride=1, padding=2, count_include_pad=False)[0, 0]
+    K = torch.tensor([[50.0, 0, 30], [0, 50.0, 20], [0, 0, 1]])
+    pts, _ = backproject(blurred, torch.ones(40, 60, dtype=torch.bool), torch.rand(40, 60, 3), K, torch.eye(4),
+                         10_000, torch.Generator().manual_seed(0))
+    z = pts[:, 2]
+    assert len(z) > 1500 and ((z > 1.05) & (z < 2.95)).sum() == 0
+    assert (z < 1.05).sum() > 500 and (z > 2.95).sum() > 500

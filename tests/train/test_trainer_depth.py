@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from preprocess.depth_png import DepthMeta, quantize, write_depth_png
@@ -59,14 +60,20 @@ def test_no_priors_trains_without_depth_term(small_copy, tmp_path, caplog):
 
 
 def test_strategy_steps_scale_with_the_run():
-    s = make_strategy(_cfg("steps=1000", "strategy=default").strategy, 1000, 10**6)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    s = make_strategy(_cfg("steps=1000", "strategy=default").strategy, 1000, 10**6, cpu)
     assert (s.refine_start_iter, s.refine_stop_iter, s.refine_every, s.reset_every) == (17, 500, 25, 100)
     assert s.cap_max == 0  # gsplat's default strategy: no budget unless asked
     assert scaled_steps(1000, REFERENCE_STEPS) == 1000 and scaled_steps(0, 10) == 0
-    m = make_strategy(_cfg("strategy=mcmc").strategy, 3000, 6 * 80 * 60)
+    m = make_strategy(_cfg("strategy=mcmc").strategy, 3000, 6 * 80 * 60, cpu)
     assert isinstance(m, CPUMCMCStrategy) and (m.refine_start_iter, m.refine_every) == (50, 25)
     assert m.cap_max == 6 * 80 * 60 // 16  # one Gaussian per 16 training pixels
-    assert make_strategy(_cfg("strategy=mcmc", "strategy.cap_max=100").strategy, 3000, 10**6).cap_max == 100
+    mcmc = _cfg("strategy=mcmc").strategy
+    assert make_strategy(mcmc, 3000, 10**8, cpu).cap_max == 50_000  # auto: bounded CPU step time
+    assert make_strategy(mcmc, 3000, 10**8, cuda).cap_max == 1_000_000  # auto: gsplat's default
+    assert make_strategy(_cfg("strategy=mcmc", "strategy.cap_max=100").strategy, 3000, 10**6, cpu).cap_max == 100
+    with pytest.raises(TrainError, match="strategy.cap_max=-3"):
+        make_strategy(_cfg("strategy=mcmc", "strategy.cap_max=-3").strategy, 3000, 10**6, cpu)
 
 
 def test_depth_weight_decays_like_the_reference(example_dir, tmp_path):
