@@ -1,5 +1,9 @@
-"""Align depth priors to the sparse (SfM) points, for the ``sparse`` and ``l1`` depth losses.
+"""Align depth priors to the sparse (SfM) points, for the ``anchored``, ``sparse`` and ``l1`` depth losses.
 
+``anchored`` fits, per image and once, a scale and shift of the prior onto the points in the prior's space
+(inverse depth for relative inverse-depth priors, depth for metric ones) robustly: RANSAC over 2-point
+samples, then least squares on the inliers; a view with too few points or inliers, or a non-positive
+scale, has no fit (the trainer falls back to ``ssi`` for it).
 ``sparse`` follows the reference 3DGS implementation (utils/make_depth_scale.py): per image, the prior's
 values at the points seen in that image are matched to the points' inverse depth by median and mean
 absolute deviation; images with too few points, or a scale outside [0.2, 5] x the median scale, are
@@ -9,11 +13,13 @@ left out. ``l1`` uses one scene-to-metric factor for the whole scene.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 import torch
 import torch.nn.functional as F
 
 from s3dgs.data.scene import View
+from s3dgs.losses import fit_affine
 
 log = logging.getLogger(__name__)
 
@@ -95,3 +101,82 @@ def metric_scale(views: list[View], points: torch.Tensor) -> float:
                     "scene is metric (scale 1)")
         return 1.0
     return float(ratios.median())
+
+
+def ransac_affine(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, threshold: float = 0.5,
+                  iters: int = 256) -> tuple[float, float, torch.Tensor] | None:
+    """Robust ``y ~ a*x + b`` over 1-D values ``x, y [m]``: of ``iters`` 2-point samples drawn with ``gen``, the
+    line with ``a > 0`` and the lowest truncated squared residual (MSAC), then least squares on its inliers
+    (residual below ``threshold`` x the median absolute deviation of ``y``), refined twice. Returns ``a, b``
+    and the inlier mask ``[m]`` bool; ``None`` when ``y`` is constant or no sample gives ``a > 0``."""
+    x, y = x.detach().double(), y.detach().double()
+    m = len(x)
+    tol = float(threshold * (y - y.median()).abs().median())
+    if m < 2 or tol <= 0:
+        return None
+    i = torch.randint(m, (iters,), generator=gen)
+    j = (i + torch.randint(1, m, (iters,), generator=gen)) % m
+    dx = x[j] - x[i]
+    a = (y[j] - y[i]) / torch.where(dx == 0, torch.ones_like(dx), dx)
+    ok = (dx != 0) & (a > 0)
+    if not ok.any():
+        return None
+    a, b = a[ok], (y[i] - a * x[i])[ok]
+    cost = ((a[:, None] * x + b[:, None] - y) ** 2).clamp_max(tol**2).sum(1)
+    best = int(cost.argmin())
+    a, b = a[best], b[best]
+    for _ in range(3):
+        inliers = (a * x + b - y).abs() < tol
+        if int(inliers.sum()) < 2:
+            break
+        a, b = (t.double() for t in fit_affine(x[inliers], y[inliers], positive=False))
+    inliers = (a * x + b - y).abs() < tol
+    return float(a), float(b), inliers
+
+
+def anchored_fit(prior_values: torch.Tensor, target: torch.Tensor, gen: torch.Generator, threshold: float = 0.5,
+                 min_inlier_ratio: float = 0.5) -> tuple[float, float] | str:
+    """``(scale, offset)`` with ``target ~ scale * prior + offset`` by :func:`ransac_affine` over the sparse points
+    seen in one view (``[m]`` each), or why the fit is unreliable: fewer than ``MIN_POINTS`` points or inliers,
+    inliers under ``min_inlier_ratio`` of the points, a non-positive scale."""
+    m = len(prior_values)
+    if m < MIN_POINTS:
+        return f"fewer than {MIN_POINTS} sparse points seen"
+    fit = ransac_affine(prior_values, target, gen, threshold)
+    if fit is None:
+        return "no line with a positive scale through the points"
+    scale, offset, inliers = fit
+    n = int(inliers.sum())
+    if n < MIN_POINTS or n < min_inlier_ratio * m:
+        return f"fewer than {MIN_POINTS} or under {min_inlier_ratio:.0%} inliers"
+    if not scale > 0:
+        return "a non-positive scale"
+    return scale, offset
+
+
+def anchored_alignments(views: list[View], points: torch.Tensor, kind: str, seed: int = 0, threshold: float = 0.5,
+                        min_inlier_ratio: float = 0.5) -> tuple[dict[str, tuple[float, float]], dict[str, str]]:
+    """Per-view ``(scale, offset)`` mapping the prior onto the sparse points in the prior's space (``1/z`` for
+    ``inverse_depth`` priors, ``z`` for metric ``depth`` ones), by :func:`anchored_fit` with one generator seeded
+    with ``seed`` (deterministic); and, for the views with a prior but no reliable fit, why. Logs one warning
+    with the count of those views and the reasons."""
+    gen = torch.Generator().manual_seed(seed)
+    fits: dict[str, tuple[float, float]] = {}
+    failed: dict[str, str] = {}
+    for v in views:
+        if v.prior is None:
+            continue
+        if len(points) == 0:
+            failed[v.stem] = "the dataset has no sparse points"
+            continue
+        pv, z, _ = _seen_points(v, points)
+        fit = anchored_fit(pv, 1.0 / z if kind == "inverse_depth" else z, gen, threshold, min_inlier_ratio)
+        if isinstance(fit, str):
+            failed[v.stem] = fit
+        else:
+            fits[v.stem] = fit
+    if failed:
+        why = ", ".join(f"{n} {reason}" for reason, n in Counter(failed.values()).most_common())
+        log.warning("depth_loss=anchored: %d of %d views with a prior have no reliable fit to the sparse points "
+                    "and use the per-view ssi fit instead (%s)", len(failed), len(failed) + len(fits), why)
+    return fits, failed

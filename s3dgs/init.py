@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from scipy.spatial import cKDTree
 
 from s3dgs import alignment
-from s3dgs.data.scene import Scene
+from s3dgs.data.scene import Scene, View
 from s3dgs.gaussians import rgb_to_sh
 
 log = logging.getLogger(__name__)
@@ -39,9 +39,10 @@ def random_points(centre: torch.Tensor, half_size: float, n: int, generator: tor
 
 
 def init_gaussians(points: torch.Tensor, rgb: torch.Tensor, sh_degree: int, init_opacity: float,
-                   init_scale: float, generator: torch.Generator) -> torch.nn.ParameterDict:
+                   init_scale: float | torch.Tensor, generator: torch.Generator) -> torch.nn.ParameterDict:
     """Gaussians at ``points [N, 3]`` with colours ``rgb [N, 3]`` in [0, 1]: isotropic scales of
-    ``init_scale x`` the RMS distance to the 3 nearest neighbours, random rotations, opacity ``init_opacity``."""
+    ``init_scale`` (a number or ``[N]``) x the RMS distance to the 3 nearest neighbours, random rotations,
+    opacity ``init_opacity``."""
     n = len(points)
     dist = knn_rms_distance(points).clamp_min(1e-7) if n > 1 else torch.ones(n)
     return torch.nn.ParameterDict({
@@ -119,21 +120,61 @@ def prior_points(scene: Scene, per_view: int, generator: torch.Generator) -> tup
     return torch.cat(pts), torch.cat(rgb)
 
 
+def inside_silhouettes(points: torch.Tensor, views: list[View]) -> torch.Tensor:
+    """``[N]`` bool: points ``[N, 3]`` that land on an opaque pixel (alpha > 0.5) of every view with an alpha
+    channel that sees them (the visual hull of the objects in RGBA captures)."""
+    keep = torch.ones(len(points), dtype=torch.bool)
+    for v in views:
+        if v.alpha is None:
+            continue
+        w2c = torch.linalg.inv(v.camtoworld)
+        cam = points @ w2c[:3, :3].T + w2c[:3, 3]
+        uv = (cam @ v.K.T)[:, :2] / cam[:, 2:].clamp_min(1e-9)
+        px = uv.floor().long()
+        seen = (cam[:, 2] > 0) & (px[:, 0] >= 0) & (px[:, 0] < v.width) & (px[:, 1] >= 0) & (px[:, 1] < v.height)
+        keep[seen] &= v.alpha[px[seen, 1], px[seen, 0]] > 0.5
+    return keep
+
+
+def carved_random_points(centre: torch.Tensor, half_size: float, n: int, views: list[View],
+                         generator: torch.Generator, rounds: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`random_points`, keeping only those :func:`inside_silhouettes` of ``views`` (drawn in batches of
+    ``8 n`` until ``n`` are kept or ``rounds`` batches were drawn); all of them when no view has alpha."""
+    if all(v.alpha is None for v in views):
+        return random_points(centre, half_size, n, generator)
+    pts, rgb = [], []
+    for _ in range(rounds):
+        p, c = random_points(centre, half_size, 8 * n, generator)
+        keep = inside_silhouettes(p, views)
+        pts.append(p[keep])
+        rgb.append(c[keep])
+        if sum(len(x) for x in pts) >= n:
+            break
+    return torch.cat(pts)[:n], torch.cat(rgb)[:n]
+
+
 def initial_points(scene: Scene, cfg: DictConfig, extent: float, generator: torch.Generator
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Where the Gaussians start (``init`` config group): the sparse points, else random points in
-    :func:`random_init_box`; with ``from_priors`` also ``prior_points`` per training view from the priors."""
+    :func:`random_init_box` (inside the silhouettes of RGBA images); with ``from_priors`` also ``prior_points``
+    per training view from the priors. Returns points ``[N, 3]``, colours ``[N, 3]`` and each point's scale
+    factor ``[N]``: ``init.scale`` for measured points, ``init.random_scale`` for random ones (their spacing
+    says nothing about the surface: smaller Gaussians fit detail sooner)."""
     if len(scene.points):
         pts, rgb = scene.points, scene.points_rgb
+        factor = torch.full((len(pts),), float(cfg.scale))
     else:
         views = scene.train
         centre, half = random_init_box(torch.stack([v.camtoworld for v in views]), torch.stack([v.K for v in views]),
                                        torch.tensor([[v.width, v.height] for v in views]), extent)
-        pts, rgb = random_points(centre, cfg.random_extent * half, cfg.num_random, generator)
-        log.info("no sparse points: %d random Gaussians in a cube of half-size %.3g around %s", len(pts),
-                 cfg.random_extent * half, [round(float(c), 3) for c in centre])
+        pts, rgb = carved_random_points(centre, cfg.random_extent * half, cfg.num_random, views, generator)
+        log.info("no sparse points: %d random Gaussians in a cube of half-size %.3g around %s%s", len(pts),
+                 cfg.random_extent * half, [round(float(c), 3) for c in centre],
+                 "" if all(v.alpha is None for v in views) else ", inside the images' opaque silhouettes")
+        factor = torch.full((len(pts),), float(cfg.random_scale))
     if cfg.from_priors:
         extra, extra_rgb = prior_points(scene, cfg.prior_points, generator)
         log.info("init.from_priors: %d points from the depth priors added to %d", len(extra), len(pts))
         pts, rgb = torch.cat([pts, extra]), torch.cat([rgb, extra_rgb])
-    return pts, rgb
+        factor = torch.cat([factor, torch.full((len(extra),), float(cfg.scale))])
+    return pts, rgb, factor

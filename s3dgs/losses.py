@@ -20,6 +20,14 @@ same on every scene. What each loss is invariant to:
   :mod:`s3dgs.alignment`); the loss is L1 between the rendered disparity and the aligned prior, in the
   prior's normalised units. Invariant to scene scale and to the prior's scale and shift (through the
   fit to the points), but not to how the rendering's own scale drifts from the points.
+- ``anchored``: the prior aligned once per image to the sparse points by a robust fit
+  (:func:`s3dgs.alignment.anchored_alignments`: RANSAC + least squares on the inliers), then, in the
+  prior's normalised units, Geman-McClure ``x^2 / (x^2 + c^2)`` of the residual plus ``grad_weight`` x the
+  L1 of the residual's image gradient (finite differences between neighbouring pixels, i.e. between the
+  gradients of the two maps). Residuals within half the prior's quantisation step (gradients within one
+  step) cost nothing. Invariant to scene scale and to the prior's scale and shift (through the fit), like
+  ``sparse``; the value term is bounded per pixel, so depth edges where the prior is blurred or wrong cannot
+  dominate. Views without a reliable fit use ``ssi``.
 """
 
 from __future__ import annotations
@@ -54,16 +62,16 @@ def normalize(p: torch.Tensor) -> torch.Tensor:
     return (p - med) / (p - med).abs().mean().clamp_min(1e-12)
 
 
-def fit_affine(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_affine(x: torch.Tensor, y: torch.Tensor, positive: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Closed-form least squares ``a, b = argmin sum (a*x + b - y)^2`` over 1-D values, detached.
 
-    ``a`` is kept positive (a render whose depth order is inverted must not be rewarded for it): if the
-    fit gives ``a <= 0``, ``a`` matches standard deviations instead."""
+    With ``positive`` ``a`` is kept positive (a render whose depth order is inverted must not be rewarded
+    for it): if the fit gives ``a <= 0``, ``a`` matches standard deviations instead."""
     x, y = x.detach().double(), y.detach().double()
     xc, yc = x - x.mean(), y - y.mean()
     var = (xc * xc).mean()
     a = (xc * yc).mean() / var.clamp_min(1e-24)
-    if not a > 0:
+    if positive and not a > 0:
         a = yc.std() / xc.std().clamp_min(1e-12)
     b = y.mean() - a * x.mean()
     return a.to(torch.float32), b.to(torch.float32)
@@ -89,29 +97,72 @@ def metric_l1_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scene_t
     return (scene_to_metric * r[mask] - p).abs().mean() / p.abs().mean().clamp_min(1e-12)
 
 
+def aligned_residual(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scale: float, offset: float
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residual ``[H, W]`` between the render ``r`` and the prior aligned to the sparse points, ``scale*p + offset``,
+    in the prior's normalised units: ``((r - offset) / scale - p) / mad``, ``mad`` the prior's mean absolute
+    deviation over ``mask``; returned with ``mad`` (in the prior's units)."""
+    pm = p[mask]
+    mad = (pm - pm.median()).abs().mean().clamp_min(1e-12)
+    return ((r - offset) / scale - p) / mad, mad
+
+
 def sparse_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scale: float, offset: float) -> torch.Tensor:
     """L1 between rendered disparity ``r`` and the prior aligned to the sparse points, ``scale*p + offset``,
     in the prior's normalised units (divided by ``scale`` x the prior's mean absolute deviation)."""
-    p = p[mask]
-    mad = (p - p.median()).abs().mean().clamp_min(1e-12)
-    return ((r[mask] - offset) / scale - p).abs().mean() / mad
+    return aligned_residual(r, p, mask, scale, offset)[0][mask].abs().mean()
+
+
+def geman_mcclure(x: torch.Tensor, c: float) -> torch.Tensor:
+    """``x^2 / (x^2 + c^2)``: quadratic below ``c``, bounded by 1 (a residual far beyond ``c`` barely pulls)."""
+    x2 = x * x
+    return x2 / (x2 + c * c)
+
+
+def anchored_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scale: float, offset: float,
+                  robust_c: float = 0.5, grad_weight: float = 0.5, quant_step: float = 0.0) -> torch.Tensor:
+    """Robust loss between the render ``r [H, W]`` (prior space, scene units) and the prior ``p [H, W]`` aligned to
+    the sparse points (``scale*p + offset``), over ``mask [H, W]``, in the prior's normalised units ``x``:
+
+    ``mean rho(shrink(x, h)) + grad_weight * mean relu(|dx| - 2h)``, ``rho`` Geman-McClure with scale
+    ``robust_c``, ``shrink(x, h) = max(|x| - h, 0)``, ``dx`` the differences of ``x`` between horizontal /
+    vertical neighbours that are both in ``mask`` (the difference of the two maps' finite-difference
+    gradients, per pixel), ``h`` half the prior's quantisation step ``quant_step`` (prior units) in normalised
+    units: a render within half a step of the prior everywhere costs nothing (its gradients then differ by at
+    most one step), so smooth surfaces need not follow the prior's 16-bit staircase."""
+    x, mad = aligned_residual(r, p, mask, scale, offset)
+    h = 0.5 * quant_step / mad
+    value = geman_mcclure(torch.relu(x[mask].abs() - h), robust_c).mean()
+    if grad_weight <= 0:
+        return value
+    dx = [x[:, 1:] - x[:, :-1], x[1:] - x[:-1]]
+    pairs = [mask[:, 1:] & mask[:, :-1], mask[1:] & mask[:-1]]
+    grads = torch.cat([d[m] for d, m in zip(dx, pairs)])
+    if len(grads) == 0:
+        return value
+    return value + grad_weight * torch.relu(grads.abs() - 2 * h).mean()
 
 
 def depth_loss(name: str, r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor,
-               align: tuple[float, float] | None = None) -> torch.Tensor | None:
-    """The depth loss ``name`` (``ssi``, ``pearson``, ``l1``, ``sparse``); ``None`` when it does not apply to this
-    image (fewer than 16 usable pixels, or no alignment for ``l1``/``sparse``). ``align``: ``(k, 0)`` for ``l1``,
-    ``(scale, offset)`` for ``sparse``."""
+               align: tuple[float, float] | None = None, robust_c: float = 0.5, grad_weight: float = 0.5,
+               quant_step: float = 0.0) -> torch.Tensor | None:
+    """The depth loss ``name`` (``anchored``, ``ssi``, ``pearson``, ``l1``, ``sparse``); ``None`` when it does not
+    apply to this image (fewer than 16 usable pixels, or no alignment for ``l1``/``sparse``). ``align``: ``(k, 0)``
+    for ``l1``, ``(scale, offset)`` for ``sparse`` and ``anchored`` (``anchored`` without one is ``ssi``: the
+    fallback of a view without a reliable fit). ``robust_c``, ``grad_weight``, ``quant_step``: see
+    :func:`anchored_loss`."""
     if int(mask.sum()) < MIN_PIXELS:
         return None
-    if name == "ssi":
+    if name == "ssi" or (name == "anchored" and align is None):
         return ssi_loss(r, p, mask)
     if name == "pearson":
         return pearson_loss(r, p, mask)
     if align is None:
         return None
+    if name == "anchored":
+        return anchored_loss(r, p, mask, *align, robust_c=robust_c, grad_weight=grad_weight, quant_step=quant_step)
     if name == "l1":
         return metric_l1_loss(r, p, mask, align[0])
     if name == "sparse":
         return sparse_loss(r, p, mask, *align)
-    raise ValueError(f"depth_loss.name={name!r}: use ssi, pearson, l1 or sparse")
+    raise ValueError(f"depth_loss.name={name!r}: use anchored, ssi, pearson, l1 or sparse")

@@ -84,27 +84,46 @@ class Trainer:
         self.sh_interval = scaled_steps(cfg.sh_degree_interval, cfg.steps)
 
     def _depth_alignment(self) -> dict[str, tuple[float, float]]:
-        """Per-view alignment for the ``sparse`` / ``l1`` depth losses; checks the loss fits the prior kind."""
+        """Per-view alignment for the ``anchored`` / ``sparse`` / ``l1`` depth losses (``anchored``: only the views
+        with a reliable fit; the others use ``ssi``); checks the loss fits the prior kind, and that a depth folder
+        given with ``lambda_depth > 0`` holds a usable prior for some training image."""
         name, kind = self.cfg.depth_loss.name, self.scene.prior_kind
         if self.cfg.lambda_depth <= 0 or kind is None:
             if self.cfg.lambda_depth > 0:
                 log.warning("lambda_depth=%s but no depth priors (set depth_dir=...): training without the depth term",
                             self.cfg.lambda_depth)
             return {}
+        if all(v.prior is None for v in self.scene.train):
+            depth_dir = resolve_data(self.cfg)[1]
+            stem = self.scene.train[0].stem
+            if not any((depth_dir / f"{v.stem}.png").exists() for v in self.scene.train):
+                there = sorted(p.name for p in depth_dir.iterdir() if not p.name.startswith("."))
+                example = next((n for n in there if n.endswith(".png")), there[0]) if there else None
+                found = f"found e.g. {example}" if example else "it is empty"
+                raise TrainError(f"depth_dir {depth_dir}: no depth PNG matches a training image (expected "
+                                 f"<image stem>.png, e.g. {stem}.png; {found}); rename the priors, point depth_dir at "
+                                 "the right folder, or set lambda_depth=0")
+            raise TrainError(f"depth_dir {depth_dir}: none of the {len(self.scene.train)} training images has a usable "
+                             "prior (see the warning above); regenerate them with python -m preprocess.generate_depth "
+                             "or set lambda_depth=0")
+        if name == "anchored":
+            dl = self.cfg.depth_loss
+            return alignment.anchored_alignments(self.scene.train, self.scene.points, kind, self.cfg.seed,
+                                                 dl.inlier_threshold, dl.min_inlier_ratio)[0]
         if name == "sparse":
             if kind != "inverse_depth":
                 raise TrainError("depth_loss=sparse aligns relative inverse-depth priors; these priors are metric "
-                                 "depth: use depth_loss=l1 or depth_loss=ssi")
+                                 "depth: use depth_loss=anchored, l1 or ssi")
             return alignment.sparse_alignments(self.scene.train, self.scene.points)
         if name == "l1":
             if kind != "depth":
                 raise TrainError("depth_loss=l1 needs metric priors (depth_meta.json kind 'depth'); these are relative "
-                                 "inverse depth: use depth_loss=ssi (default) or pearson")
+                                 "inverse depth: use depth_loss=anchored (default), ssi or pearson")
             k = alignment.metric_scale(self.scene.train, self.scene.points)
             log.info("depth_loss=l1: %.4g metres per scene unit", k)
             return {v.stem: (k, 0.0) for v in self.scene.train}
         if name not in ("ssi", "pearson"):
-            raise TrainError(f"depth_loss.name={name!r}: use ssi, pearson, l1 or sparse")
+            raise TrainError(f"depth_loss.name={name!r}: use anchored, ssi, pearson, l1 or sparse")
         return {}
 
     # ------------------------------------------------------------ state
@@ -112,8 +131,8 @@ class Trainer:
     def init_state(self) -> State:
         cfg, scene = self.cfg, self.scene
         gen = torch.Generator().manual_seed(cfg.seed)
-        pts, rgb = initial_points(scene, cfg.init, self.extent, gen)
-        params = init_gaussians(pts, rgb, cfg.sh_degree, cfg.init.opacity, cfg.init.scale, gen).to(self.device)
+        pts, rgb, scale = initial_points(scene, cfg.init, self.extent, gen)
+        params = init_gaussians(pts, rgb, cfg.sh_degree, cfg.init.opacity, scale, gen).to(self.device)
         return self._state_for(params, gen)
 
     def _state_for(self, params: torch.nn.ParameterDict, gen: torch.Generator) -> State:
@@ -181,7 +200,10 @@ class Trainer:
         if view.mask is not None:
             mask &= view.mask.to(dev)
         r = to_prior_space(depth, self.scene.prior_kind, self.cfg.near_plane)
-        return depth_loss(self.cfg.depth_loss.name, r, view.prior.to(dev), mask, self.depth_align.get(view.stem))
+        dl = self.cfg.depth_loss
+        robust = ({"robust_c": dl.robust_c, "grad_weight": dl.grad_weight, "quant_step": view.prior_step}
+                  if dl.name == "anchored" else {})
+        return depth_loss(dl.name, r, view.prior.to(dev), mask, self.depth_align.get(view.stem), **robust)
 
     def target(self, view: View, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Training image ``[1, H, W, 3]`` and the background ``[3]`` to render it on: the scene's, or with
@@ -253,8 +275,13 @@ class Trainer:
         cfg = self.cfg
         metrics: dict[str, Any] = evaluate_scene(lambda v: self.render(st.params, v, cfg.sh_degree)[:2],
                                                  self.scene, renders_dir)
+        name = cfg.depth_loss.name
+        depth = {"loss": name, "alignment": "per_scene" if name == "l1" else "per_image",
+                 "views_with_prior": sum(v.prior is not None for v in self.scene.train),
+                 "views_anchored": len(self.depth_align) if name in ("anchored", "sparse") else 0,
+                 "train_views": len(self.scene.train)}
         return metrics | {"num_gaussians": len(st.params["means"]), "train_seconds": round(st.train_seconds, 2),
-                          "steps": st.step, "lambda_depth": cfg.lambda_depth, "depth_loss": cfg.depth_loss.name,
+                          "steps": st.step, "lambda_depth": cfg.lambda_depth, "depth_loss": name, "depth": depth,
                           "num_train_views": len(self.scene.train), "device": str(self.device)}
 
     def write_outputs(self, st: State) -> dict[str, Any]:

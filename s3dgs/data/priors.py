@@ -8,7 +8,7 @@ what Depth Anything and its Space produce.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ class Priors:
     kind: str  # "inverse_depth" (relative, larger = nearer) or "depth" (metric)
     maps: dict[str, np.ndarray]  # image stem -> float32 [h, w] in the prior's units (its own resolution)
     problems: dict[str, str]  # image stem -> why it has no prior ("missing", or the read error)
+    steps: dict[str, float] = field(default_factory=dict)  # image stem -> 16-bit quantisation step, prior's units
 
 
 def load_priors(depth_dir: str | Path, stems: list[str]) -> Priors:
@@ -31,7 +32,7 @@ def load_priors(depth_dir: str | Path, stems: list[str]) -> Priors:
                              "or set depth_dir=null")
     meta = DepthMeta.load(depth_dir)
     kind = meta.kind if meta else "inverse_depth"
-    maps, problems = {}, {}
+    maps, problems, steps = {}, {}, {}
     for stem in stems:
         path = depth_dir / f"{stem}.png"
         if not path.exists():
@@ -42,4 +43,7 @@ def load_priors(depth_dir: str | Path, stems: list[str]) -> Priors:
             maps[stem] = meta.to_float(stem, png) if meta else png.astype(np.float32) / MAX16
         except DepthFileError as e:
             problems[stem] = str(e)
-    return Priors(kind, maps, problems)
+            continue
+        rec = meta.images[stem] if meta else {"min": 0.0, "max": 1.0}
+        steps[stem] = float(rec["max"] - rec["min"]) / MAX16
+    return Priors(kind, maps, problems, steps)

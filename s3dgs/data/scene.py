@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from scipy import ndimage
 
 from preprocess.images import ImageReadError, open_oriented, to_rgb8
 from s3dgs.data.frames import DataError, Distortion, Frame, read_layout
@@ -43,6 +44,7 @@ class View:
     point_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sparse points seen
     remap: tuple[np.ndarray, np.ndarray] | None = None  # undistortion maps at training resolution
     alpha: torch.Tensor | None = None  # [H, W] float32 in [0, 1], the image's alpha channel; None = opaque
+    prior_step: float = 0.0  # the prior's quantisation step (one 16-bit level) in its units; 0 = unknown
 
     @property
     def stem(self) -> str:
@@ -207,17 +209,31 @@ def _load_view(frame: Frame, data_dir: Path, downscale: int, background: np.ndar
                 frame.point_ids, remap, _tensor(alpha))
 
 
-def attach_prior(view: View, prior: np.ndarray, kind: str) -> str | None:
-    """Resize ``prior`` to ``view``'s resolution (and undistort) and attach it; the reason if skipped."""
+def attach_prior(view: View, prior: np.ndarray, kind: str, step: float = 0.0) -> str | None:
+    """Resize ``prior [h, w]`` to ``view``'s resolution (and undistort) and attach it, with its quantisation
+    ``step``; the reason if skipped.
+
+    Validity is decided at the prior's own resolution (finite, and positive for metric ``depth``), holes are
+    filled with the nearest valid value before resampling (area average when shrinking, bilinear otherwise),
+    and a training pixel is valid only if every source pixel that contributes to it is: the invalid indicator
+    goes through the same resampling, so no hole value blends into a valid pixel."""
     h, w = prior.shape
     if abs(w / h - view.width / view.height) > 0.01:
         return f"prior is {w}x{h}, a different aspect ratio than the image ({view.width}x{view.height})"
-    p = _resize(prior.astype(np.float32), (view.width, view.height), cv2.INTER_LINEAR)
-    valid = np.isfinite(p) & ((p > 0) if kind == "depth" else True)
-    p = _remap(p, view.remap, cv2.INTER_LINEAR)
-    valid = _remap(valid.astype(np.uint8), view.remap, cv2.INTER_NEAREST) > 0
+    prior = prior.astype(np.float32)
+    ok = np.isfinite(prior) & ((prior > 0) if kind == "depth" else True)
+    if not ok.any():
+        return "the prior has no valid pixel"
+    if not ok.all():  # nearest valid value into the holes
+        prior = prior[tuple(ndimage.distance_transform_edt(~ok, return_distances=False, return_indices=True))]
+    size = (view.width, view.height)
+    interp = cv2.INTER_AREA if w > view.width else cv2.INTER_LINEAR
+    p = _remap(_resize(prior, size, interp), view.remap, cv2.INTER_LINEAR)
+    bad = _remap(_resize((~ok).astype(np.float32), size, interp), view.remap, cv2.INTER_LINEAR)
+    valid = bad <= 1e-6
     view.prior = torch.from_numpy(np.where(valid, p, 0).astype(np.float32))
     view.prior_valid = torch.from_numpy(valid)
+    view.prior_step = float(step)
     return None
 
 
@@ -257,8 +273,8 @@ def load_scene(data_dir: str | Path, kind: str = "auto", images_dir: str = "imag
     if depth_dir is not None:
         priors = load_priors(depth_dir, [v.stem for v in views])
         prior_kind = priors.kind
-        problems = {v.stem: priors.problems.get(v.stem) or attach_prior(v, priors.maps[v.stem], priors.kind)
-                    for v in views}
+        problems = {v.stem: priors.problems.get(v.stem)
+                    or attach_prior(v, priors.maps[v.stem], priors.kind, priors.steps[v.stem]) for v in views}
         problems = {stem: why for stem, why in problems.items() if why}
         if problems:
             log.warning("%d of %d views train without the depth term (no usable prior): %s", len(problems),

@@ -8,12 +8,14 @@ import cv2
 import numpy as np
 import plyfile
 import pytest
+import torch
 from PIL import Image
+from scipy import ndimage
 
 from preprocess.depth_png import DepthMeta, quantize, write_depth_png
 from s3dgs.data import colmap
 from s3dgs.data.frames import DataError, Distortion, read_layout
-from s3dgs.data.scene import load_scene, resolve_background
+from s3dgs.data.scene import View, _undistort, attach_prior, load_scene, resolve_background
 
 
 def test_colmap_example_loads_with_priors_and_gt(example_dir):
@@ -68,6 +70,30 @@ def test_metric_prior_kind_from_meta(small_copy):
     meta.save(small_copy / "depth")
     s = load_scene(small_copy, depth_dir=small_copy / "depth")
     assert s.prior_kind == "depth"
+
+
+@pytest.mark.parametrize("prior_size,distorted", [((80, 60), False), ((20, 15), False), ((40, 30), True),
+                                                   ((80, 60), True)])
+def test_prior_holes_never_blend_into_valid_pixels(prior_size, distorted):
+    """A metric prior with holes (0 and NaN) next to valid pixels: at training resolution every valid pixel has
+    exactly the value it has when the prior has no holes, and only pixels near a hole are invalid."""
+    w, h = prior_size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    full = 2.0 + xx / w + 3.0 * yy / h  # metres
+    holed = full.copy()
+    holed[h // 3 + 1: h // 2 + 1, w // 4 + 1: w // 2 + 1] = 0.0  # odd edges: straddle the resampling footprints
+    holed[2 * h // 3, 3 * w // 4] = np.nan
+    K = np.array([[40.0, 0, 20], [0, 40.0, 15], [0, 0, 1]])
+    remap = _undistort(K, Distortion("opencv", (0.1, -0.05, 0.01, -0.005)), (40, 30))[1] if distorted else None
+    a, b = (View("v.png", torch.zeros(30, 40, 3), torch.eye(3), torch.eye(4), remap=remap) for _ in range(2))
+    assert attach_prior(a, holed, "depth", step=0.01) is None and attach_prior(b, full, "depth") is None
+    assert a.prior_step == 0.01 and bool(b.prior_valid.all())
+    valid = a.prior_valid.numpy()
+    assert 0.8 < valid.mean() < 0.98  # the holes, grown only by the resampling footprint
+    np.testing.assert_allclose(a.prior.numpy()[valid], b.prior.numpy()[valid], rtol=1e-6)
+    assert (a.prior.numpy()[~valid] == 0).all()
+    ring = ~valid & ndimage.binary_dilation(valid)  # invalid pixels next to valid ones: the holes' edge
+    assert ring.any()
 
 
 def test_bad_data_dir_is_a_clear_error(tmp_path):

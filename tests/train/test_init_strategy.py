@@ -168,3 +168,23 @@ def test_backprojection_skips_the_blurred_edge_between_objects():
     z = pts[:, 2]
     assert len(z) > 1500 and ((z > 1.05) & (z < 2.95)).sum() == 0
     assert (z < 1.05).sum() > 500 and (z > 2.95).sum() > 500
+
+
+def test_random_init_is_carved_to_the_silhouettes_of_rgba_views():
+    """Two orthogonal cameras whose alpha is opaque only in a central square (0.5 units wide at the origin,
+    0.375-0.625 at the box's near and far faces): every kept point projects inside both squares."""
+    from s3dgs.data.scene import View
+    from s3dgs.init import carved_random_points, inside_silhouettes
+    K = torch.tensor([[40.0, 0, 20], [0, 40.0, 20], [0, 0, 1]])
+    alpha = torch.zeros(40, 40)
+    alpha[15:25, 15:25] = 1.0  # a square of half-width 5 px = 0.5 units at distance 4
+    views = []
+    for eye in (np.array([0, -4.0, 0]), np.array([4.0, 0, 0])):
+        c2w = torch.tensor(_look_at(eye, np.zeros(3)), dtype=torch.float32)
+        views.append(View("v", torch.zeros(40, 40, 3), K, c2w, alpha=alpha))
+    pts, rgb = carved_random_points(torch.zeros(3), 1.0, 300, views, torch.Generator().manual_seed(0))
+    assert len(pts) == 300 and rgb.shape == (300, 3)
+    assert inside_silhouettes(pts, views).all() and pts[:, :2].abs().max() < 0.65
+    assert pts[:, 2].abs().max() < 0.65 and pts.abs().max(0).values.min() > 0.3  # fills the carved box
+    opaque = [View("o", torch.zeros(40, 40, 3), K, views[0].camtoworld)]  # no alpha: nothing to carve
+    assert carved_random_points(torch.zeros(3), 1.0, 50, opaque, torch.Generator())[0].abs().max() > 0.8

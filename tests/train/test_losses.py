@@ -5,7 +5,7 @@ import torch
 
 from s3dgs import alignment
 from s3dgs.data.scene import View
-from s3dgs.losses import depth_loss, fit_affine, photometric_loss, to_prior_space
+from s3dgs.losses import anchored_loss, depth_loss, fit_affine, photometric_loss, to_prior_space
 
 H, W = 24, 32
 
@@ -116,6 +116,97 @@ def test_sparse_alignment_and_loss_invariant_to_scene_scale_and_prior_affine(sce
     (_, align), = alignment.sparse_alignments([view], pts).items()
     assert _loss("sparse", 2 * render, prior, mask, align=align) > 1.5 * base
     assert _loss("ssi", 2 * render, prior, mask) == pytest.approx(_loss("ssi", render, prior, mask), rel=1e-4)
+
+
+def test_robust_fit_recovers_an_affine_map_with_30_percent_outliers():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(200, generator=g)
+    y = 3 * x + 2 + 0.005 * torch.randn(200, generator=g)
+    bad = torch.randperm(200, generator=g)[:60]  # 30% of the points anywhere in the range
+    y[bad] = 2 + 3 * torch.rand(60, generator=g)
+    a, b, inliers = alignment.ransac_affine(x, y, torch.Generator().manual_seed(0))
+    assert (a, b) == pytest.approx((3.0, 2.0), rel=0.01)
+    assert 0.65 < float(inliers.float().mean()) < 0.8
+    la, lb = fit_affine(x, y, positive=False)  # plain least squares is dragged away
+    assert abs(float(la) - 3) > 0.3
+    # deterministic given the seed; unreliable with most points outliers, too few points, or an inverted prior
+    assert alignment.anchored_fit(x, y, torch.Generator().manual_seed(0)) == pytest.approx((a, b), rel=1e-9)
+    y[torch.randperm(200, generator=g)[:140]] = 2 + 3 * torch.rand(140, generator=g)
+    assert "inliers" in alignment.anchored_fit(x, y, torch.Generator().manual_seed(0))
+    assert "fewer than 10" in alignment.anchored_fit(x[:9], 3 * x[:9], torch.Generator())
+    assert isinstance(alignment.anchored_fit(x, 2 - 3 * x, torch.Generator()), str)
+
+
+def _anchored(render, prior, mask, pts_depth, scene_scale=1.0, **kw):
+    """Anchored loss of a render (z-depth) and an inverse-depth prior, the fit made to points on ``pts_depth``."""
+    view, pts = _points_view(pts_depth, prior, scene_scale)
+    fits, failed = alignment.anchored_alignments([view], pts, "inverse_depth")
+    assert not failed
+    return float(depth_loss("anchored", to_prior_space(render, "inverse_depth"), prior, mask, fits["v"], **kw))
+
+
+def test_anchored_invariant_to_scene_scale_and_prior_affine_through_the_fit(scene):
+    render, prior, mask = scene
+    true_depth = 1 / ((prior - 0.7) / 0.3)
+    base = _anchored(render, prior, mask, true_depth)
+    assert base > 1e-3
+    assert _anchored(23.0 * render, prior, mask, true_depth, 23.0) == pytest.approx(base, rel=1e-3)
+    assert _anchored(render, 80.0 * prior - 5.0, mask, true_depth) == pytest.approx(base, rel=1e-3)
+    assert _anchored(0.1 * render, 0.05 * prior + 2, mask, true_depth, 0.1) == pytest.approx(base, rel=1e-3)
+    # anchored to the points: a render whose scale drifts from them costs more (ssi would not notice)
+    assert _anchored(2 * render, prior, mask, true_depth) > 1.5 * base
+    # ... but a render exactly on the aligned prior costs nothing
+    assert _anchored(true_depth, prior, mask, true_depth) < 1e-6
+
+
+def test_anchored_fit_ignores_outlying_points(scene):
+    render, prior, mask = scene
+    true_depth = 1 / ((prior - 0.7) / 0.3)
+    view, pts = _points_view(true_depth, prior)
+    g = torch.Generator().manual_seed(0)
+    bad = torch.randperm(len(pts), generator=g)[: int(0.3 * len(pts))]
+    pts[bad] *= 0.3 + 1.4 * torch.rand(len(bad), 1, generator=g)  # 30% of the points off along their rays
+    fits, _ = alignment.anchored_alignments([view], pts, "inverse_depth")
+    # the fit recovers the prior's true map onto inverse depth, 1/z = (p - 0.7) / 0.3
+    assert fits["v"] == pytest.approx((1 / 0.3, -0.7 / 0.3), rel=0.02)
+
+
+def test_anchored_is_bounded_per_pixel(scene):
+    """Geman-McClure: a region where the render is wildly off costs at most its share of the pixels."""
+    render, prior, mask = scene
+    align = (1 / 0.3, -0.7 / 0.3)
+    r = to_prior_space(render, "inverse_depth")
+    base = float(anchored_loss(r, prior, mask, *align, grad_weight=0.0))
+    far = r.clone()
+    far[12:18] *= 100.0  # a quarter of the image 100x off
+    share = float(mask[12:18].sum() / mask.sum())
+    assert base < float(anchored_loss(far, prior, mask, *align, grad_weight=0.0)) <= base + share + 1e-6
+
+
+def test_anchored_ignores_residuals_below_half_a_quantisation_step():
+    v, u = torch.meshgrid(torch.linspace(0, 1, H, dtype=torch.float64), torch.linspace(0, 1, W, dtype=torch.float64),
+                          indexing="ij")
+    step = 1 / 65535
+    prior = torch.round((0.3 + 0.4 * v + 0.1 * u) / step) * step  # a smooth ramp, 16-bit staircase
+    mask = torch.ones(H, W, dtype=torch.bool)
+    scale, offset = 2.0, 0.5
+    wobble = torch.sin(7 * u + 3 * v)  # in [-1, 1], neighbours differ by less than 0.4
+    for k, zero in ((0.4, True), (0.7, False)):
+        r = scale * (prior + k * step * wobble) + offset  # rendered disparity within k steps of the aligned prior
+        loss = float(anchored_loss(r, prior, mask, scale, offset, quant_step=step))
+        assert (loss == 0.0) == zero
+        assert float(anchored_loss(r, prior, mask, scale, offset, quant_step=0.0)) > 0
+
+
+def test_anchored_gradient_reaches_the_render_only(scene):
+    render, prior, mask = scene
+    r = render.clone().requires_grad_(True)
+    loss = depth_loss("anchored", to_prior_space(r, "inverse_depth"), prior, mask, (1 / 0.3, -0.7 / 0.3))
+    loss.backward()
+    assert torch.isfinite(r.grad).all() and r.grad[mask].abs().sum() > 0 and r.grad[~mask].abs().sum() == 0
+    # without a fit the view falls back to ssi
+    assert float(depth_loss("anchored", to_prior_space(render, "inverse_depth"), prior, mask)) == pytest.approx(
+        _loss("ssi", render, prior, mask))
 
 
 def test_median_mad_fit_recovers_an_affine_map():

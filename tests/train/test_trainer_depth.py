@@ -1,6 +1,7 @@
 """The trainer's depth paths in-process (Hydra compose API, same config files): each loss applies to the views
 it should, and metric priors get one scene-to-metric factor."""
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from preprocess.depth_png import DepthMeta, quantize, write_depth_png
+from s3dgs.losses import depth_loss, to_prior_space
 from s3dgs.strategy import REFERENCE_STEPS, CPUMCMCStrategy, make_strategy, scaled_steps
 from s3dgs.trainer import TrainError, Trainer
 
@@ -50,6 +52,55 @@ def test_metric_priors_with_l1(small_copy, tmp_path):
     assert all(x is not None and float(x) > 0 for x in _first_losses(t))
     with pytest.raises(TrainError, match="depth_loss=sparse aligns relative inverse-depth priors"):
         Trainer(_cfg(f"data_dir={small_copy}", "depth_loss=sparse"), tmp_path)
+    # the default anchors metric priors in depth: z_scene = 0.4 * metres + 0
+    t = Trainer(_cfg(f"data_dir={small_copy}"), tmp_path)
+    assert len(t.depth_align) == 21
+    assert all(s == pytest.approx(0.4, rel=0.05) and abs(o) < 0.05 for s, o in t.depth_align.values())
+    assert all(x is not None and float(x) > 0 for x in _first_losses(t))
+
+
+def test_anchored_is_the_default_and_falls_back_to_ssi_without_points(example_dir, tmp_path, caplog):
+    t = Trainer(_cfg(f"data_dir={example_dir}"), tmp_path)
+    assert t.cfg.depth_loss.name == "anchored"
+    assert len(t.depth_align) == 21 and all(s > 0 for s, _ in t.depth_align.values())  # accurate points: all fit
+    meta = DepthMeta.load(example_dir / "depth").images
+    assert all(v.prior_step == pytest.approx((meta[v.stem]["max"] - meta[v.stem]["min"]) / 65535)
+               for v in t.scene.train)
+    losses = _first_losses(t)
+    assert all(x is not None and 0 < float(x) < 2 for x in losses)
+    st = t.init_state()
+    depth = t.evaluate(st)["depth"]
+    assert depth == {"loss": "anchored", "alignment": "per_image", "views_with_prior": 21, "views_anchored": 21,
+                     "train_views": 21}
+    # no sparse points: every view falls back to the on-the-fly ssi fit, counted in one warning
+    t.scene.points = t.scene.points[:0]
+    caplog.clear()
+    t.depth_align = t._depth_alignment()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert t.depth_align == {} and len(warnings) == 1
+    assert "21 of 21 views" in warnings[0] and "21 the dataset has no sparse points" in warnings[0]
+    v = t.scene.train[0]
+    _, d, alpha, _ = (x.detach() if torch.is_tensor(x) else x for x in t.render(st.params, v, 0))
+    mask = v.prior_valid & (alpha[0] > t.cfg.depth_loss.min_alpha)
+    ssi = depth_loss("ssi", to_prior_space(d[0], "inverse_depth", t.cfg.near_plane), v.prior, mask)
+    assert float(t.view_depth_loss(v, d[0], alpha[0])) == pytest.approx(float(ssi))
+    assert t.evaluate(st)["depth"]["views_anchored"] == 0
+
+
+def test_depth_dir_matching_no_image_is_an_error(small_copy, tmp_path, run_train):
+    for f in (small_copy / "depth").glob("*.png"):
+        f.rename(f.with_name(f"IMG_{f.name}"))
+    with pytest.raises(TrainError, match=r"depth_dir .*depth: no depth PNG matches a training image \(expected "
+                                         r"<image stem>.png, e.g. view_01.png; found e.g. IMG_view_00.png\)"):
+        Trainer(_cfg(f"data_dir={small_copy}"), tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(TrainError, match="it is empty"):
+        Trainer(_cfg(f"data_dir={small_copy}", f"depth_dir={empty}"), tmp_path)
+    assert Trainer(_cfg(f"data_dir={small_copy}", "lambda_depth=0"), tmp_path).depth_align == {}
+    proc = run_train(f"data_dir={small_copy}", f"hydra.run.dir={tmp_path / 'run'}", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: depth_dir {small_copy / 'depth'}: no depth PNG")
 
 
 def test_no_priors_trains_without_depth_term(small_copy, tmp_path, caplog):
