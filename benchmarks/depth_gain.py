@@ -5,6 +5,7 @@ prints test PSNR, SSIM and depth AbsRel / delta1 side by side, the mean over see
 AbsRel change and PSNR cost of each lambda against the first::
 
     python benchmarks/depth_gain.py --views 6 --steps 1000 --seeds 0 1 2
+    python benchmarks/depth_gain.py --lambdas 0.1 -- data_dir=/tmp/fv_seq depth_loss.alignment=per_sequence
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--lambdas", type=float, nargs="+", default=[0.0, 0.1])
-    ap.add_argument("--loss", default="ssi", help="depth_loss config (ssi, pearson, sparse)")
+    ap.add_argument("--loss", default="anchored", help="depth_loss config (anchored, ssi, pearson, sparse)")
     ap.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temp folder)")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = ap.parse_args()

@@ -1,4 +1,5 @@
-"""Quality and speed of the trainer on real captures: test PSNR / SSIM, Gaussian count and seconds per step.
+"""Quality and speed of the trainer on real captures: test PSNR / SSIM (and depth AbsRel where the dataset has
+ground-truth depth), Gaussian count, share of needle-shaped Gaussians and seconds per step.
 
 Each dataset is ``FOLDER`` or ``FOLDER:DOWNSCALE``; every dataset is trained once per step count with the same
 extra Hydra overrides (``python -m s3dgs.train`` in a subprocess, its defaults otherwise), and one table is
@@ -68,14 +69,16 @@ def main() -> int:
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="real_scenes_"))
     print(f"runs in {out}; overrides: {' '.join(args.overrides) or '(none)'}")
-    print("| capture | downscale | train/test views | steps | test PSNR | test SSIM | Gaussians | needles | s/step |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| capture | downscale | train/test views | steps | test PSNR | test SSIM | depth AbsRel | Gaussians | needles | "
+          "s/step |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for data, downscale in args.datasets:
         for steps in args.steps:
             m = train(data, downscale, steps, args.overrides, out / f"{data.name}_{downscale}_{steps}")
             t = m["test"]
             print(f"| {data.name} | {downscale} | {m['num_train_views']}/{t['num_views']} | "
-                  f"{steps} | {t['psnr']:.2f} | {t['ssim']:.3f} | {m['num_gaussians']} | {100 * m['needles']:.1f}% | "
+                  f"{steps} | {t['psnr']:.2f} | {t['ssim']:.3f} | {t.get('depth_abs_rel', float('nan')):.4f} | "
+                  f"{m['num_gaussians']} | {100 * m['needles']:.1f}% | "
                   f"{m['train_seconds'] / steps:.3f} |", flush=True)
     return 0
 

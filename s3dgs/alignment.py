@@ -3,7 +3,8 @@
 ``anchored`` fits, per image and once, a scale and shift of the prior onto the points in the prior's space
 (inverse depth for relative inverse-depth priors, depth for metric ones) robustly: RANSAC over 2-point
 samples, then least squares on the inliers; a view with too few points or inliers, or a non-positive
-scale, has no fit (the trainer falls back to ``ssi`` for it).
+scale, has no fit (the trainer falls back to ``ssi`` for it). With priors that share one scale and shift over
+the sequence (a video depth model), :func:`sequence_alignment` makes one such fit to all views' points pooled.
 ``sparse`` follows the reference 3DGS implementation (utils/make_depth_scale.py): per image, the prior's
 values at the points seen in that image are matched to the points' inverse depth by median and mean
 absolute deviation; images with too few points, or a scale outside [0.2, 5] x the median scale, are
@@ -180,3 +181,25 @@ def anchored_alignments(views: list[View], points: torch.Tensor, kind: str, seed
         log.warning("depth_loss=anchored: %d of %d views with a prior have no reliable fit to the sparse points "
                     "and use the per-view ssi fit instead (%s)", len(failed), len(failed) + len(fits), why)
     return fits, failed
+
+
+MAX_POOLED = 20000  # pooled point samples a sequence fit uses (RANSAC scores every sample per hypothesis)
+
+
+def sequence_alignment(views: list[View], points: torch.Tensor, kind: str, seed: int = 0, threshold: float = 0.5,
+                       min_inlier_ratio: float = 0.5) -> tuple[float, float] | str:
+    """One ``(scale, offset)`` mapping every view's prior onto the sparse points (prior's space, as
+    :func:`anchored_alignments`), by :func:`anchored_fit` over the points seen in all views with a prior, pooled
+    (a point seen by two views counts twice, with each view's prior value; at most ``MAX_POOLED`` samples, drawn
+    with the seeded generator); or why that fit is unreliable."""
+    if len(points) == 0:
+        return "the dataset has no sparse points"
+    seen = [_seen_points(v, points)[:2] for v in views if v.prior is not None]
+    if not seen:
+        return "no view has a prior"
+    pv, z = torch.cat([s[0] for s in seen]), torch.cat([s[1] for s in seen])
+    gen = torch.Generator().manual_seed(seed)
+    if len(pv) > MAX_POOLED:
+        keep = torch.randperm(len(pv), generator=gen)[:MAX_POOLED]
+        pv, z = pv[keep], z[keep]
+    return anchored_fit(pv, 1.0 / z if kind == "inverse_depth" else z, gen, threshold, min_inlier_ratio)

@@ -7,6 +7,7 @@
     OUT_DIR/gt_depth/view_XX.npy      exact z-depth (float32)
     OUT_DIR/depth/view_XX.png         monocular-like priors: relative inverse depth with an unknown
     OUT_DIR/depth/depth_meta.json     per-image scale and shift, smooth distortion, blur and noise
+                                      (``--priors sequence``: one scale, shift and warp for all views)
 
 The scene: a textured ground disc inside a cylindrical wall, a pot, a box, a ball, and a plant made of
 thin stems (1-2 px wide in the images) carrying leaves: the structures photometric loss alone tends to
@@ -22,6 +23,7 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -209,18 +211,52 @@ def render_view(K: np.ndarray, c2w: np.ndarray, width: int = WIDTH, height: int 
     return (rgb / ss**2).reshape(height, width, 3), depth
 
 
-def make_prior(depth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+WarpTerm = tuple[float, float, float, float]  # amplitude, frequency (cycles per image), angle (rad), phase (rad)
+
+
+@dataclass(frozen=True)
+class PriorDistortion:
+    """What makes a synthetic prior monocular-like, besides blur and noise: a smooth warp ``(1 + sum amp *
+    sin(2 pi freq (u cos a + v sin a) + phase))`` in image coordinates ``u, v`` (divided by the longer side),
+    an exponent ``gamma`` on the true inverse depth, and the output's ``scale`` and ``shift``."""
+
+    warp: tuple[WarpTerm, ...]
+    gamma: float
+    scale: float
+    shift: float
+
+
+def draw_warp(rng: np.random.Generator) -> tuple[WarpTerm, ...]:
+    """Three random :data:`WarpTerm` (amplitude 0.03-0.08, 0.3-1 cycles per image)."""
+    return tuple((rng.uniform(0.03, 0.08), rng.uniform(0.3, 1.0), a, rng.uniform(0, 2 * np.pi))
+                 for a in rng.uniform(0, np.pi, 3))
+
+
+def draw_distortion(rng: np.random.Generator) -> PriorDistortion:
+    """One random :class:`PriorDistortion` (what ``priors="sequence"`` shares between all frames)."""
+    return PriorDistortion(draw_warp(rng), rng.uniform(0.85, 1.15), rng.uniform(1, 5), rng.uniform(-1, 1))
+
+
+def make_prior(depth: np.ndarray, rng: np.random.Generator, shared: PriorDistortion | None = None,
+               jitter: float = 0.0) -> np.ndarray:
     """A monocular-like prior from exact z-depth ``[H, W]``: relative inverse depth with a smooth
-    low-frequency warp, a mild non-linearity, blur at edges and noise, under a random scale and shift."""
+    low-frequency warp, a mild non-linearity, blur at edges and noise, under a random scale and shift
+    (drawn for this image, or ``shared`` by a sequence). ``jitter`` (relative, 0 = none) moves the scale by up
+    to ``jitter`` x itself and the shift by up to ``jitter`` x the scaled prior's mean, per image."""
     h, w = depth.shape
     v, u = np.mgrid[0:h, 0:w] / max(h, w)
-    warp = sum(rng.uniform(0.03, 0.08) * np.sin(2 * np.pi * (rng.uniform(0.3, 1.0) * (u * np.cos(a) + v * np.sin(a)))
-                                                + rng.uniform(0, 2 * np.pi)) for a in rng.uniform(0, np.pi, 3))
-    disp = (1.0 / depth) ** rng.uniform(0.85, 1.15)
+    terms = shared.warp if shared else draw_warp(rng)
+    warp = sum(amp * np.sin(2 * np.pi * (freq * (u * np.cos(a) + v * np.sin(a))) + phase)
+               for amp, freq, a, phase in terms)
+    disp = (1.0 / depth) ** (shared.gamma if shared else rng.uniform(0.85, 1.15))
     disp = disp * (1 + warp)
     disp = cv2.GaussianBlur(disp.astype(np.float32), (0, 0), 0.6)
     disp = disp + rng.normal(0, 0.01 * disp.std(), disp.shape)
-    return (rng.uniform(1, 5) * disp + rng.uniform(-1, 1)).astype(np.float32)
+    scale, shift = (shared.scale, shared.shift) if shared else (rng.uniform(1, 5), rng.uniform(-1, 1))
+    if jitter > 0:
+        scale = scale * (1 + jitter * rng.uniform(-1, 1))
+        shift = shift + jitter * rng.uniform(-1, 1) * scale * float(disp.mean())
+    return (scale * disp + shift).astype(np.float32)
 
 
 def sparse_points(K, poses, depths, images, rng, per_view: int = 60, noise: float = 0.01):
@@ -262,11 +298,19 @@ def degrade_points(xyz: np.ndarray, rgb: np.ndarray, tracks: list, rng: np.rando
     return xyz, rgb, tracks
 
 
+PRIOR_MODES = ("per_frame", "sequence")
+
+
 def write_example(out_dir: str | Path, num_points: int | None = None, point_noise: float = 0.01,
-                  outliers: float = 0.0) -> Path:
+                  outliers: float = 0.0, priors: str = "per_frame", prior_jitter: float = 0.0) -> Path:
     """Generate the example scene into ``out_dir`` (created; existing files are overwritten). The defaults give
     the built-in scene (~1000 points, 0.01 noise); ``num_points``, ``point_noise`` (world units; the cameras
-    are 2.6 from the plant) and ``outliers`` (share of points moved anywhere) make sparser, worse SfM."""
+    are 2.6 from the plant) and ``outliers`` (share of points moved anywhere) make sparser, worse SfM.
+    ``priors``: ``per_frame`` (a random scale, shift and warp per image) or ``sequence`` (one for all images, as
+    a video depth model gives; depth_meta.json says ``normalization: per_sequence``); ``prior_jitter``: see
+    :func:`make_prior`."""
+    if priors not in PRIOR_MODES:
+        raise ValueError(f"priors={priors!r}: use one of {PRIOR_MODES}")
     out = Path(out_dir)
     for sub in ("images", "sparse/0", "gt_depth", "depth"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -279,13 +323,20 @@ def write_example(out_dir: str | Path, num_points: int | None = None, point_nois
     meta = DepthMeta(backend="s3dgs.example", model="synthetic monocular prior", kind="inverse_depth",
                      relative=True, extra={"note": "relative inverse depth with per-image scale/shift, smooth "
                                                    "warp, blur and noise, made from the exact depth"})
+    shared = None
+    if priors == "sequence":
+        shared = draw_distortion(rng)
+        meta.extra = {"note": "relative inverse depth with one scale/shift and warp for the sequence, blur and "
+                              "noise, made from the exact depth", "normalization": "per_sequence"}
+    if prior_jitter > 0:
+        meta.extra["prior_jitter"] = prior_jitter
     for name, img, depth in zip(names, images, depths):
         with atomic_path(out / "images" / f"{name}.png") as tmp:
             cv2.imwrite(str(tmp), cv2.cvtColor((img * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR))
         with atomic_path(out / "gt_depth" / f"{name}.npy") as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, depth.astype(np.float32))
-        png, lo, hi = quantize(make_prior(depth, rng))
+        png, lo, hi = quantize(make_prior(depth, rng, shared, prior_jitter))
         write_depth_png(out / "depth" / f"{name}.png", png)
         meta.images[name] = {"min": lo, "max": hi, "width": WIDTH, "height": HEIGHT, "source": f"{name}.png"}
     meta.save(out / "depth")
@@ -339,11 +390,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--point-noise", type=float, default=0.01,
                     help="sparse point position noise in world units (default 0.01; 0.08 = 3%% of the camera distance)")
     ap.add_argument("--outliers", type=float, default=0.0, help="share of sparse points moved anywhere (e.g. 0.1)")
+    ap.add_argument("--priors", choices=PRIOR_MODES, default="per_frame",
+                    help="per_frame: a random scale/shift and warp per image (default); sequence: one for all "
+                         "images, like a video depth model (depth_meta.json normalization: per_sequence)")
+    ap.add_argument("--prior-jitter", type=float, default=0.0,
+                    help="per-image random scale/shift jitter on top, relative (e.g. 0.05; default 0)")
     args = ap.parse_args(argv)
-    if args.points is not None and args.points < 1 or not 0 <= args.outliers <= 1 or args.point_noise < 0:
-        ap.error("--points must be >= 1, --outliers in [0, 1], --point-noise >= 0")
+    if (args.points is not None and args.points < 1 or not 0 <= args.outliers <= 1 or args.point_noise < 0
+            or not 0 <= args.prior_jitter < 1):
+        ap.error("--points must be >= 1, --outliers in [0, 1], --point-noise >= 0, --prior-jitter in [0, 1)")
     try:
-        out = write_example(args.out_dir, args.points, args.point_noise, args.outliers)
+        out = write_example(args.out_dir, args.points, args.point_noise, args.outliers, args.priors,
+                            args.prior_jitter)
     except OSError as e:
         print(f"error: cannot write the example scene to {args.out_dir}: {e.strerror or e} ({e.filename}); "
               "pass a new or existing folder you can write to", file=sys.stderr)

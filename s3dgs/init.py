@@ -17,6 +17,7 @@ from scipy.spatial import cKDTree
 
 from s3dgs import alignment
 from s3dgs.data.scene import Scene, View
+from s3dgs.errors import TrainError
 from s3dgs.gaussians import rgb_to_sh
 
 log = logging.getLogger(__name__)
@@ -102,19 +103,20 @@ def backproject(depth: torch.Tensor, valid: torch.Tensor, image: torch.Tensor, K
     return cam @ camtoworld[:3, :3].T + camtoworld[:3, 3], image.reshape(-1, 3)[idx]
 
 
-def prior_points(scene: Scene, per_view: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Coloured points ``[m, 3]``, ``[m, 3]`` back-projected from each training view's relative inverse-depth
-    prior, aligned to the sparse points seen in that view (:func:`s3dgs.alignment.sparse_alignments`); views
-    without a reliable alignment add none."""
-    fits = alignment.sparse_alignments(scene.train, scene.points) if scene.prior_kind == "inverse_depth" else {}
+def prior_points(scene: Scene, fits: dict[str, tuple[float, float]], per_view: int, generator: torch.Generator
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coloured points ``[m, 3]``, ``[m, 3]`` back-projected from each training view's prior mapped by its
+    ``fits[stem] = (scale, offset)`` onto the sparse points' inverse depth (relative priors) or depth (metric
+    priors); views without a fit add none."""
     pts, rgb = [torch.zeros(0, 3)], [torch.zeros(0, 3)]
     for v in scene.train:
         if v.stem not in fits:
             continue
         scale, offset = fits[v.stem]
-        inv = scale * v.prior + offset
-        ok = v.prior_valid & (inv > 0) & (True if v.mask is None else v.mask)
-        p, c = backproject(1.0 / inv.clamp_min(1e-12), ok, v.image, v.K, v.camtoworld, per_view, generator)
+        q = scale * v.prior + offset
+        depth = 1.0 / q.clamp_min(1e-12) if scene.prior_kind == "inverse_depth" else q
+        ok = v.prior_valid & (q > 0) & (True if v.mask is None else v.mask)
+        p, c = backproject(depth, ok, v.image, v.K, v.camtoworld, per_view, generator)
         pts.append(p)
         rgb.append(c)
     return torch.cat(pts), torch.cat(rgb)
@@ -153,12 +155,14 @@ def carved_random_points(centre: torch.Tensor, half_size: float, n: int, views: 
     return torch.cat(pts)[:n], torch.cat(rgb)[:n]
 
 
-def initial_points(scene: Scene, cfg: DictConfig, extent: float, generator: torch.Generator
+def initial_points(scene: Scene, cfg: DictConfig, extent: float, generator: torch.Generator,
+                   prior_fits: dict[str, tuple[float, float]] | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Where the Gaussians start (``init`` config group): the sparse points, else random points in
-    :func:`random_init_box` (inside the silhouettes of RGBA images); with ``from_priors`` also ``prior_points``
-    per training view from the priors. Returns points ``[N, 3]``, colours ``[N, 3]`` and each point's scale
-    factor ``[N]``: ``init.scale`` for measured points, ``init.random_scale`` for random ones (their spacing
+    :func:`random_init_box` (inside the silhouettes of RGBA images); with ``from_priors`` (``auto``: when there are depth priors) also ``prior_points``
+    per training view from the priors, aligned by ``prior_fits`` (the anchored loss's, when it has them; else
+    fitted here, :func:`s3dgs.alignment.anchored_alignments`). Returns points ``[N, 3]``, colours ``[N, 3]``
+    and each point's scale factor ``[N]``: ``init.scale`` for measured points, ``init.random_scale`` for random ones (their spacing
     says nothing about the surface: smaller Gaussians fit detail sooner)."""
     if len(scene.points):
         pts, rgb = scene.points, scene.points_rgb
@@ -172,8 +176,15 @@ def initial_points(scene: Scene, cfg: DictConfig, extent: float, generator: torc
                  cfg.random_extent * half, [round(float(c), 3) for c in centre],
                  "" if all(v.alpha is None for v in views) else ", inside the images' opaque silhouettes")
         factor = torch.full((len(pts),), float(cfg.random_scale))
-    if cfg.from_priors:
-        extra, extra_rgb = prior_points(scene, cfg.prior_points, generator)
+    if cfg.from_priors not in ("auto", True, False):
+        raise TrainError(f"init.from_priors={cfg.from_priors!r}: use auto, true or false")
+    if cfg.from_priors is True and scene.prior_kind is None:
+        raise TrainError("init.from_priors=true but there are no depth priors; set depth_dir=... or "
+                         "init.from_priors=auto")
+    if cfg.from_priors is True or (cfg.from_priors == "auto" and scene.prior_kind is not None):
+        if prior_fits is None:
+            prior_fits = alignment.anchored_alignments(scene.train, scene.points, scene.prior_kind)[0]
+        extra, extra_rgb = prior_points(scene, prior_fits, cfg.prior_points, generator)
         log.info("init.from_priors: %d points from the depth priors added to %d", len(extra), len(pts))
         pts, rgb = torch.cat([pts, extra]), torch.cat([rgb, extra_rgb])
         factor = torch.cat([factor, torch.full((len(extra),), float(cfg.scale))])

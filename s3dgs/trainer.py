@@ -80,6 +80,7 @@ class Trainer:
         self.extent = self.scene.extent()
         self.strategy = make_strategy(cfg.strategy, cfg.steps, sum(v.width * v.height for v in self.scene.train),
                                       self.device)
+        self.alignment_ran = "per_image"  # what _depth_alignment did: per_image, per_sequence or per_scene (l1)
         self.depth_align = self._depth_alignment()
         self.sh_interval = scaled_steps(cfg.sh_degree_interval, cfg.steps)
 
@@ -88,6 +89,8 @@ class Trainer:
         with a reliable fit; the others use ``ssi``); checks the loss fits the prior kind, and that a depth folder
         given with ``lambda_depth > 0`` holds a usable prior for some training image."""
         name, kind = self.cfg.depth_loss.name, self.scene.prior_kind
+        self.alignment_ran = "per_scene" if name == "l1" else "per_image"
+        mode = self.alignment_mode()
         if self.cfg.lambda_depth <= 0 or kind is None:
             if self.cfg.lambda_depth > 0:
                 log.warning("lambda_depth=%s but no depth priors (set depth_dir=...): training without the depth term",
@@ -108,6 +111,15 @@ class Trainer:
                              "or set lambda_depth=0")
         if name == "anchored":
             dl = self.cfg.depth_loss
+            if mode == "per_sequence":
+                fit = alignment.sequence_alignment(self.scene.train, self.scene.points, kind, self.cfg.seed,
+                                                   dl.inlier_threshold, dl.min_inlier_ratio)
+                if not isinstance(fit, str):
+                    self.alignment_ran = "per_sequence"
+                    log.info("depth_loss=anchored: one alignment for the sequence, scale %.4g offset %.4g", *fit)
+                    return {v.stem: fit for v in self.scene.train if v.prior is not None}
+                log.warning("depth_loss.alignment=per_sequence: the pooled fit to the sparse points is unreliable "
+                            "(%s); aligning each view on its own instead", fit)
             return alignment.anchored_alignments(self.scene.train, self.scene.points, kind, self.cfg.seed,
                                                  dl.inlier_threshold, dl.min_inlier_ratio)[0]
         if name == "sparse":
@@ -126,12 +138,29 @@ class Trainer:
             raise TrainError(f"depth_loss.name={name!r}: use anchored, ssi, pearson, l1 or sparse")
         return {}
 
+    def alignment_mode(self) -> str:
+        """``depth_loss.alignment`` resolved: ``auto`` is ``per_sequence`` for the ``anchored`` loss on priors that
+        share one scale/shift over the sequence (depth_meta.json ``normalization: per_sequence``, depth.ndjson),
+        else ``per_image``. ``per_sequence`` with another loss is an error."""
+        dl = self.cfg.depth_loss
+        mode = dl.get("alignment", "auto")
+        if mode not in ("auto", "per_image", "per_sequence"):
+            raise TrainError(f"depth_loss.alignment={mode!r}: use auto, per_image or per_sequence")
+        if mode == "per_sequence" and dl.name != "anchored":
+            raise TrainError(f"depth_loss.alignment=per_sequence aligns priors to the sparse points, which "
+                             f"depth_loss={dl.name} does not: use depth_loss=anchored or depth_loss.alignment=auto")
+        if mode == "auto":
+            pooled = dl.name == "anchored" and self.scene.prior_normalization == "per_sequence"
+            return "per_sequence" if pooled else "per_image"
+        return mode
+
     # ------------------------------------------------------------ state
 
     def init_state(self) -> State:
         cfg, scene = self.cfg, self.scene
         gen = torch.Generator().manual_seed(cfg.seed)
-        pts, rgb, scale = initial_points(scene, cfg.init, self.extent, gen)
+        fits = self.depth_align if cfg.depth_loss.name == "anchored" and self.depth_align else None
+        pts, rgb, scale = initial_points(scene, cfg.init, self.extent, gen, fits)
         params = init_gaussians(pts, rgb, cfg.sh_degree, cfg.init.opacity, scale, gen).to(self.device)
         return self._state_for(params, gen)
 
@@ -276,7 +305,7 @@ class Trainer:
         metrics: dict[str, Any] = evaluate_scene(lambda v: self.render(st.params, v, cfg.sh_degree)[:2],
                                                  self.scene, renders_dir)
         name = cfg.depth_loss.name
-        depth = {"loss": name, "alignment": "per_scene" if name == "l1" else "per_image",
+        depth = {"loss": name, "alignment": self.alignment_ran,
                  "views_with_prior": sum(v.prior is not None for v in self.scene.train),
                  "views_anchored": len(self.depth_align) if name in ("anchored", "sparse") else 0,
                  "train_views": len(self.scene.train)}

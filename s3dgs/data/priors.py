@@ -4,16 +4,23 @@ Read through the preprocess contract (:mod:`preprocess.depth_png`): with ``depth
 are decoded to the model's units and ``kind`` says whether they are relative inverse depth or metric
 depth; without it a PNG is relative inverse depth (larger = nearer) scaled to ``[0, 1]``, which is
 what Depth Anything and its Space produce.
+
+A ``depth_dir`` holding the video depth tool's ``depth.ndjson`` (and no ``depth_meta.json``) is read from that
+file instead: image ``<stem>`` takes the record whose ``frame_index`` is the last integer in the stem
+(``frame_000123`` -> 123, ``00042`` -> 42). Those priors come from one video-model run, so they are
+``per_sequence``: one scale and shift holds for all frames.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from preprocess.depth_png import MAX16, DepthFileError, DepthMeta, read_depth_png
+from preprocess.depth_png import META_NAME, MAX16, DepthFileError, DepthMeta, read_depth_png
+from preprocess.video_depth import ndjson
 
 
 @dataclass
@@ -22,6 +29,7 @@ class Priors:
     maps: dict[str, np.ndarray]  # image stem -> float32 [h, w] in the prior's units (its own resolution)
     problems: dict[str, str]  # image stem -> why it has no prior ("missing", or the read error)
     steps: dict[str, float] = field(default_factory=dict)  # image stem -> 16-bit quantisation step, prior's units
+    normalization: str = "per_image"  # "per_sequence": one scale/shift relates every map to the truth
 
 
 def load_priors(depth_dir: str | Path, stems: list[str]) -> Priors:
@@ -30,6 +38,8 @@ def load_priors(depth_dir: str | Path, stems: list[str]) -> Priors:
     if not depth_dir.is_dir():
         raise DepthFileError(f"depth_dir {depth_dir}: not a folder; make priors with python -m preprocess.generate_depth "
                              "or set depth_dir=null")
+    if (depth_dir / ndjson.NDJSON_NAME).exists() and not (depth_dir / META_NAME).exists():
+        return load_ndjson_priors(depth_dir / ndjson.NDJSON_NAME, stems)
     meta = DepthMeta.load(depth_dir)
     kind = meta.kind if meta else "inverse_depth"
     maps, problems, steps = {}, {}, {}
@@ -46,4 +56,51 @@ def load_priors(depth_dir: str | Path, stems: list[str]) -> Priors:
             continue
         rec = meta.images[stem] if meta else {"min": 0.0, "max": 1.0}
         steps[stem] = float(rec["max"] - rec["min"]) / MAX16
-    return Priors(kind, maps, problems, steps)
+    normalization = meta.extra.get("normalization", "per_image") if meta else "per_image"
+    return Priors(kind, maps, problems, steps, normalization)
+
+
+def frame_number(stem: str) -> int | None:
+    """The last integer in an image stem (``frame_000123`` -> 123, ``00042`` -> 42); ``None`` without one."""
+    digits = re.findall(r"\d+", stem)
+    return int(digits[-1]) if digits else None
+
+
+def _summary(numbers: list[int]) -> str:
+    """``0, 2, 4, ..., 46 (24 records)``: a short list of sorted frame indices."""
+    if not numbers:
+        return "none (no complete record)"
+    if len(numbers) <= 6:
+        return ", ".join(map(str, numbers))
+    return f"{numbers[0]}, {numbers[1]}, {numbers[2]}, ..., {numbers[-1]} ({len(numbers)} records)"
+
+
+def load_ndjson_priors(path: Path, stems: list[str]) -> Priors:
+    """The priors of ``stems`` from a video depth tool's ``depth.ndjson`` (matched by :func:`frame_number`);
+    ``per_sequence``. Raises :class:`DepthFileError` when no stem matches a record."""
+    index = ndjson.index_records(path)
+    frames = {stem: frame_number(stem) for stem in stems}
+    if not any(f in index for f in frames.values()):
+        first = frames[stems[0]]
+        wanted = "has no number" if first is None else f"-> frame {first}"
+        raise DepthFileError(f"{path}: no image matches a frame_index (image {stems[0]!r} {wanted}; indices "
+                             f"available: {_summary(sorted(index))}); name the images by source frame index "
+                             "(e.g. frame_000123.png) or set depth_dir to a folder of <stem>.png priors")
+    maps, problems, steps, kinds = {}, {}, {}, set()
+    for stem, frame in frames.items():
+        if frame not in index:
+            problems[stem] = f"no frame {frame} in {path.name}"
+            continue
+        offset, lo, hi = index[frame]
+        try:
+            record = ndjson.read_record_at(path, offset)
+            maps[stem] = ndjson.decode_depth(record)
+        except DepthFileError as e:
+            problems[stem] = str(e)
+            continue
+        kinds.add(record["otherData"]["depth_map"].get("kind") or "inverse_depth")
+        steps[stem] = (hi - lo) / MAX16
+    if len(kinds) > 1:
+        raise DepthFileError(f"{path}: records mix kinds {sorted(kinds)}; rerun the video depth tool into an empty "
+                             "folder")
+    return Priors(kinds.pop() if kinds else "inverse_depth", maps, problems, steps, "per_sequence")

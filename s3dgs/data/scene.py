@@ -68,6 +68,7 @@ class Scene:
     kind: str  # dataset layout
     prior_kind: str | None = None  # "inverse_depth" or "depth" when depth priors are attached
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB the images are composited on
+    prior_normalization: str = "per_image"  # "per_sequence": one scale/shift relates every prior to the truth
 
     @property
     def views(self) -> list[View]:
@@ -269,10 +270,10 @@ def load_scene(data_dir: str | Path, kind: str = "auto", images_dir: str = "imag
     layout = read_layout(data_dir, kind, images_dir)
     bg = resolve_background(background, layout.kind)
     views = [_load_view(f, data_dir, downscale, np.asarray(bg, np.float32)) for f in layout.frames]
-    prior_kind = None
+    prior_kind, normalization = None, "per_image"
     if depth_dir is not None:
         priors = load_priors(depth_dir, [v.stem for v in views])
-        prior_kind = priors.kind
+        prior_kind, normalization = priors.kind, priors.normalization
         problems = {v.stem: priors.problems.get(v.stem)
                     or attach_prior(v, priors.maps[v.stem], priors.kind, priors.steps[v.stem]) for v in views}
         problems = {stem: why for stem, why in problems.items() if why}
@@ -283,4 +284,5 @@ def load_scene(data_dir: str | Path, kind: str = "auto", images_dir: str = "imag
     log.info("%s dataset %s: %d train / %d test views at %dx%d, %d sparse points", layout.kind, data_dir,
              len(train), len(test), train[0].width, train[0].height, len(layout.points))
     return Scene(train, test, torch.from_numpy(layout.points.astype(np.float32)),
-                 torch.from_numpy(layout.points_rgb.astype(np.float32) / 255.0), layout.kind, prior_kind, bg)
+                 torch.from_numpy(layout.points_rgb.astype(np.float32) / 255.0), layout.kind, prior_kind, bg,
+                 normalization)

@@ -132,3 +132,15 @@ def test_depth_weight_decays_like_the_reference(example_dir, tmp_path):
     assert t.depth_weight(0) == pytest.approx(1.0)
     assert t.depth_weight(150) == pytest.approx(0.1)
     assert t.depth_weight(300) == pytest.approx(0.01)
+
+
+def test_prior_initialisation_is_automatic_and_an_error_without_priors(small_copy, tmp_path):
+    t = Trainer(_cfg(f"data_dir={small_copy}", "data.num_train_views=3", "init.prior_points=50"), tmp_path)
+    n_points = len(t.scene.points)
+    assert len(t.init_state().params["means"]) == n_points + 3 * 50  # auto: priors exist, 50 per view
+    import shutil
+    shutil.rmtree(small_copy / "depth")
+    t = Trainer(_cfg(f"data_dir={small_copy}", "lambda_depth=0"), tmp_path)
+    assert len(t.init_state().params["means"]) == n_points  # auto: no priors, nothing added
+    with pytest.raises(TrainError, match="init.from_priors=true but there are no depth priors"):
+        Trainer(_cfg(f"data_dir={small_copy}", "lambda_depth=0", "init.from_priors=true"), tmp_path).init_state()
