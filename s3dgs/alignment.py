@@ -27,15 +27,22 @@ log = logging.getLogger(__name__)
 MIN_POINTS = 10
 
 
-def project(view: View, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Points ``[M, 3]`` (world) -> pixel coordinates ``[m, 2]`` and z-depths ``[m]`` of those in front of
-    ``view`` and inside its image."""
+def pixel_coords(view: View, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Points ``[M, 3]`` (world) -> pixel coordinates ``[M, 2]`` (centres at +0.5), z-depths ``[M]`` and ``[M]``
+    bool: in front of ``view`` and inside its image."""
     w2c = torch.linalg.inv(view.camtoworld)
     cam = points @ w2c[:3, :3].T + w2c[:3, 3]
     z = cam[:, 2]
     uv = (cam @ view.K.T)[:, :2] / z.clamp_min(1e-9)[:, None]
-    keep = (z > 1e-9) & (uv[:, 0] >= 0) & (uv[:, 0] < view.width) & (uv[:, 1] >= 0) & (uv[:, 1] < view.height)
-    return uv[keep], z[keep]
+    seen = (z > 1e-9) & (uv[:, 0] >= 0) & (uv[:, 0] < view.width) & (uv[:, 1] >= 0) & (uv[:, 1] < view.height)
+    return uv, z, seen
+
+
+def project(view: View, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points ``[M, 3]`` (world) -> pixel coordinates ``[m, 2]`` and z-depths ``[m]`` of those in front of
+    ``view`` and inside its image."""
+    uv, z, seen = pixel_coords(view, points)
+    return uv[seen], z[seen]
 
 
 def sample(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:

@@ -129,12 +129,9 @@ def inside_silhouettes(points: torch.Tensor, views: list[View]) -> torch.Tensor:
     for v in views:
         if v.alpha is None:
             continue
-        w2c = torch.linalg.inv(v.camtoworld)
-        cam = points @ w2c[:3, :3].T + w2c[:3, 3]
-        uv = (cam @ v.K.T)[:, :2] / cam[:, 2:].clamp_min(1e-9)
-        px = uv.floor().long()
-        seen = (cam[:, 2] > 0) & (px[:, 0] >= 0) & (px[:, 0] < v.width) & (px[:, 1] >= 0) & (px[:, 1] < v.height)
-        keep[seen] &= v.alpha[px[seen, 1], px[seen, 0]] > 0.5
+        uv, _, seen = alignment.pixel_coords(v, points)
+        px = uv[seen].floor().long()
+        keep[seen] &= v.alpha[px[:, 1], px[:, 0]] > 0.5
     return keep
 
 
