@@ -6,7 +6,8 @@
   refinement that overshoots it, the least opaque Gaussians are pruned back to the budget, so the step time
   stays bounded.
 - :class:`CPUMCMCStrategy`: gsplat's ``MCMCStrategy`` (3DGS as Markov chain Monte Carlo: dead Gaussians are
-  relocated onto live ones, 5% growth per refinement up to ``cap_max``) with its two CUDA-only pieces,
+  relocated onto live ones, growth per refinement up to ``cap_max``, scaled so short runs reach it at the same
+  share of the run as gsplat's 5% over 30 000 steps) with its two CUDA-only pieces,
   the relocation formula and the covariance of the position noise, computed in PyTorch on CPU tensors.
 
 Step fields are written for a 30 000-step run and scaled by :func:`make_strategy` to the run's length.
@@ -30,7 +31,7 @@ REFERENCE_STEPS = 30000  # strategy and SH schedules in the configs are written 
 STEP_FIELDS = ("refine_start_iter", "refine_stop_iter", "reset_every", "refine_every", "refine_scale2d_stop_iter")
 MIN_REFINE_EVERY = 25  # densify no more often: gradient statistics must average over several views
 MIN_RESET_EVERY = 100  # reset opacities no more often: they need this many steps to be learnt again
-# cap_max=auto: gsplat's MCMC default on CUDA; on CPU the count that keeps a 200x200 step near half a second
+# cap_max=auto: gsplat's MCMC default on CUDA; on CPU the count that kept a 200x200 lego step near 0.2-0.3 s
 AUTO_CAP_MAX = {"cuda": 1_000_000, "cpu": 50_000}
 
 

@@ -77,6 +77,9 @@ class Trainer:
                                        d.num_train_views, depth_dir)
         self.background = torch.tensor(self.scene.background, dtype=torch.float32, device=self.device)
         self.random_background = d.background == "random"
+        if self.random_background and all(v.alpha is None for v in self.scene.train):
+            raise TrainError("data.background=random re-composites transparent pixels, but no training image has an "
+                             "alpha channel; use data.background=null or [r, g, b]")
         self.extent = self.scene.extent()
         self.strategy = make_strategy(cfg.strategy, cfg.steps, sum(v.width * v.height for v in self.scene.train),
                                       self.device)
@@ -213,7 +216,8 @@ class Trainer:
             params["means"], params["quats"], torch.exp(params["scales"]), torch.sigmoid(params["opacities"]),
             colors, torch.linalg.inv(view.camtoworld)[None].to(self.device), view.K[None].to(self.device),
             view.width, view.height, near_plane=self.cfg.near_plane, far_plane=self.cfg.far_plane,
-            sh_degree=sh_degree, packed=self.cfg.packed, backgrounds=(self.background if background is None else background)[None],
+            sh_degree=sh_degree, packed=self.cfg.packed,
+            backgrounds=(self.background if background is None else background)[None],
             render_mode="RGB+ED", absgrad=getattr(self.strategy, "absgrad", False), backend=self.cfg.backend)
         return out[..., :3], out[..., 3], alphas[..., 0], info
 

@@ -101,3 +101,10 @@ def test_blender_rgba_trains_on_white_and_its_metrics_count_the_background(run_t
         psnrs.append(-10 * np.log10(((render - gt) ** 2).mean()))  # over the full image
     assert len(psnrs) == 3
     assert np.mean(psnrs) == pytest.approx(m["test"]["psnr"], abs=0.1)  # 8-bit PNGs: not exact
+
+
+def test_random_background_needs_transparent_images(run_train, example_dir, tmp_path):
+    proc = run_train(f"data_dir={example_dir}", "data.background=random", f"hydra.run.dir={tmp_path / 'r'}",
+                     check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: data.background=random re-composites")
