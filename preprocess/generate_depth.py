@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -291,8 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Slurm stops a job (scancel, time limit, preemption) with SIGTERM, then SIGKILL after KillWait: stop like
+    # Ctrl-C, so finished entries are merged into depth_meta.json and no temp file is left behind.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         summary = generate_depth(args.images_dir, args.output_dir, backend=args.backend, model=args.model,
                                  space=args.space, hf_token=args.hf_token,

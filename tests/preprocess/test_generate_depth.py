@@ -80,6 +80,26 @@ def test_sigkill_mid_run_then_rerun_finishes(tmp_path, fake_space_url, repo_env,
     assert len(again.verify.lines) == 3
 
 
+def test_sigterm_keeps_every_finished_entry(tmp_path, fake_space_url, repo_env, python):
+    """Slurm stops a job (scancel, time limit, preemption) with SIGTERM: the run stops like Ctrl-C, so every PNG
+    written so far has its depth_meta.json entry (none is computed again) and no temp file is left."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    names = [f"frame_{i:07d}.png" for i in range(32)]
+    make_images(src, names, seed=150)
+    proc = start_space_run(python, repo_env, src, out, fake_space_url, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while n_entries(out) < 1 and proc.poll() is None and time.monotonic() < deadline:  # first meta flush (2 s)
+        time.sleep(0.02)
+    time.sleep(0.3)   # more PNGs written since that flush, their entries still in memory
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130
+    assert "interrupted: finished outputs are kept" in proc.stderr.read()
+    written = sorted(p.stem for p in out.glob("frame_*.png"))
+    assert n_entries(out) < len(names), "the run was not stopped mid-way"
+    assert sorted(DepthMeta.load(out).images) == written
+    assert not list(out.glob(TEMP_PREFIX + "*"))
+
+
 def test_shards_share_one_folder(tmp_path, fake_space_url, repo_env, python):
     src, out = tmp_path / "in", tmp_path / "out"
     names = [f"img{i:02d}.jpg" for i in range(6)]
