@@ -3,7 +3,7 @@
 # docs/depth_priors.md on one machine (and to test them in CI).
 #
 #   sudo tools/slurm_local.sh          # start (same as "start"); idempotent
-#   sudo tools/slurm_local.sh stop     # stop the daemons this script starts
+#   sudo tools/slurm_local.sh stop     # stop the daemons this script started
 #   tools/slurm_local.sh status        # exit 0 if the node is up and takes jobs
 #
 # What "start" does, in order (each step is skipped when already done):
@@ -60,7 +60,7 @@ write_conf() {
         fail "$CONF exists and was not written by this script; not touching a real cluster's configuration"
     fi
     local cpus mem
-    cpus=$(nproc)
+    cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)   # CPUs this machine lets us use
     mem=$(awk '/^MemTotal:/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)   # MB, a margin below the total
     mkdir -p "$(dirname "$CONF")" "$DIR/state" "$DIR/spool"
     local new
@@ -110,7 +110,10 @@ start_munge() {
     fi
     mkdir -p /run/munge
     chown munge:munge /run/munge
-    pid_alive /run/munge/munged.pid || runuser -u munge -- munged
+    if ! pid_alive /run/munge/munged.pid; then
+        runuser -u munge -- munged
+        touch "$DIR/munged.ours"   # stop ends only a munged that this script started
+    fi
     munge -n | unmunge >/dev/null || fail "munged does not answer (see /var/log/munge/munged.log)"
 }
 
@@ -135,7 +138,7 @@ start() {
     fail "node $NODE not idle after 30 s: $(sinfo -h -o '%T %E' 2>&1) (see $DIR/slurmctld.log and $DIR/slurmd.log)"
 }
 
-# Stop slurmd and slurmctld (munged is left running: other programs may use it).
+# Stop slurmd and slurmctld.
 stop_daemons() {
     local name pidfile
     for name in slurmd slurmctld; do
@@ -150,7 +153,14 @@ stop_daemons() {
 
 case "${1:-start}" in
     start) start ;;
-    stop) [ "$(id -u)" = 0 ] || fail "stop needs root"; stop_daemons; echo "slurm stopped" ;;
+    stop)
+        [ "$(id -u)" = 0 ] || fail "stop needs root"
+        stop_daemons
+        if [ -f "$DIR/munged.ours" ] && pid_alive /run/munge/munged.pid; then
+            kill "$(cat /run/munge/munged.pid)"
+        fi
+        rm -f "$DIR/munged.ours"
+        echo "slurm stopped" ;;
     status) node_up && sinfo -h -o '%P %D %T %N' ;;
     *) echo "usage: $0 [start|stop|status]" >&2; exit 2 ;;
 esac
