@@ -1,8 +1,9 @@
 """One table of all jobs' metrics for a Hydra multirun, written into the sweep folder.
 
-Registered in ``configs/train.yaml`` as a Hydra callback: after the last job (any launcher that runs on
-this machine: basic, joblib) it reads ``<sweep dir>/<job>/metrics.json`` and writes ``sweep_metrics.csv``
-and ``sweep_metrics.md`` there. ``python -m s3dgs.sweep SWEEP_DIR`` rebuilds them, e.g. after SLURM jobs.
+Registered in ``configs/train.yaml`` as a Hydra callback: after the last job (basic, joblib, or submitit on
+Slurm, whose launcher waits for its jobs) it reads ``<sweep dir>/<job>/metrics.json`` and writes
+``sweep_metrics.csv`` and ``sweep_metrics.md`` there. ``python -m s3dgs.sweep SWEEP_DIR`` rebuilds them, e.g.
+after a sweep whose launching process was stopped before its jobs finished.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ def test_submitit_sweep_writes_the_sweep_table(slurm, tmp_path, repo_env, python
     cwd.mkdir()
     # sbatch passes this environment to the jobs; submitit starts them with this interpreter (sys.executable).
     env = repo_env | {"XDG_CACHE_HOME": str(tmp_path / "cache"), "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    args = ["-m", "hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=10", "hydra.launcher.cpus_per_task=1",
+    args = ["-m", "hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=10",
             f"hydra.sweep.dir={sweep}", f"data_dir={scene}", "lambda_depth=0,0.1", "steps=2", "init.from_priors=false",
             "save_renders=false"]
     proc = subprocess.run([python, "-m", "s3dgs.train", *args], cwd=cwd, env=env, capture_output=True, text=True,
