@@ -30,15 +30,16 @@ NODE=$(hostname -s)
 unavailable() { echo "slurm_local.sh: $*" >&2; exit 3; }
 fail() { echo "slurm_local.sh: $*" >&2; exit 1; }
 
-# True when the node answers and is idle or running jobs.
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# True when this script's slurmctld runs and the node is idle or running jobs. (The pid file is checked
+# first: without a slurmctld, sinfo retries for about 10 s before it gives up.)
 node_up() {
-    [ -f "$CONF" ] && command -v sinfo >/dev/null || return 1
+    pid_alive "$DIR/slurmctld.pid" && [ -f "$CONF" ] && command -v sinfo >/dev/null || return 1
     local state
     state=$(timeout 10 sinfo -h -n "$NODE" -o %T 2>/dev/null) || return 1
     [[ $state =~ ^(idle|mixed|allocated|completing)$ ]]
 }
-
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 install_packages() {
     command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null && return
@@ -118,7 +119,7 @@ start_munge() {
 }
 
 start() {
-    if node_up && pid_alive "$DIR/slurmctld.pid"; then
+    if node_up; then
         echo "slurm is up: $(sinfo -h -o '%P %D %T %N')"
         return
     fi
