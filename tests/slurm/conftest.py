@@ -42,12 +42,13 @@ def slurm() -> None:
 
 @pytest.fixture
 def wait_job():
-    """``wait_job(job_id, timeout) -> {array task id: "STATE exit:signal"}`` once every task has left the queue.
+    """``wait_job(job_id, timeout) -> {array task id: scontrol's fields}`` once every task has left the queue
+    (``JobState``, ``ExitCode`` "exit:signal", ``StartTime``, ``EndTime``...).
 
     Polls squeue (``sbatch --wait`` polls only every 10 s or so). Without accounting, finished jobs stay
     visible to ``scontrol`` for MinJobAge (60 s in slurm_local.sh), which is where states and exit codes come from.
     """
-    def wait(job_id: str, timeout: float) -> dict[str, str]:
+    def wait(job_id: str, timeout: float) -> dict[str, dict[str, str]]:
         deadline = time.monotonic() + timeout
         while subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True).stdout.strip():
             if time.monotonic() > deadline:
@@ -58,5 +59,5 @@ def wait_job():
         shown = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True,
                                check=True).stdout
         fields = [dict(re.findall(r"(\w+)=(\S+)", ln)) for ln in shown.splitlines() if ln.strip()]
-        return {f.get("ArrayTaskId", f["JobId"]): f"{f['JobState']} {f['ExitCode']}" for f in fields}
+        return {f.get("ArrayTaskId", f["JobId"]): f for f in fields}
     return wait

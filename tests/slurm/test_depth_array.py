@@ -32,11 +32,13 @@ def test_array_of_shards_does_each_image_once(slurm, wait_job, tmp_path, repo_en
     submitted = subprocess.run(["sbatch", "--parsable", f"--array=0-{N_TASKS - 1}", "--oversubscribe",
                                 "--cpus-per-task=1", f"--output={logs}/%a.out", f"--error={logs}/%a.err", str(job)],
                                env=repo_env | {"OMP_NUM_THREADS": "1"}, capture_output=True, text=True, check=True)
-    states = wait_job(submitted.stdout.strip().split(";")[0], timeout=180)
+    tasks = wait_job(submitted.stdout.strip().split(";")[0], timeout=180)
 
     def logs_text() -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(logs.iterdir()))
-    assert states == {str(k): "COMPLETED 0:0" for k in range(N_TASKS)}, logs_text()
+    assert {k: (t["JobState"], t["ExitCode"]) for k, t in tasks.items()} == \
+        {str(k): ("COMPLETED", "0:0") for k in range(N_TASKS)}, logs_text()
+    assert max(t["StartTime"] for t in tasks.values()) <= min(t["EndTime"] for t in tasks.values())  # side by side
 
     done = {}
     for k in range(N_TASKS):

@@ -20,10 +20,18 @@ def test_submitit_sweep_writes_the_sweep_table(slurm, tmp_path, repo_env, python
     args = ["-m", "hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=10",
             f"hydra.sweep.dir={sweep}", f"data_dir={scene}", "lambda_depth=0,0.1", "steps=2", "init.from_priors=false",
             "save_renders=false"]
-    proc = subprocess.run([python, "-m", "s3dgs.train", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
-    logs = "\n".join(f"--- {p}\n{p.read_text()[-2000:]}" for p in sorted(sweep.glob(".submitit/*/*_log.*")))
-    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}\n{logs}"
+
+    def logs() -> str:
+        queue = subprocess.run(["squeue"], capture_output=True, text=True).stdout
+        return queue + "\n".join(f"--- {p}\n{p.read_text()[-2000:]}" for p in sorted(sweep.glob(".submitit/*/*_log.*")))
+    try:
+        proc = subprocess.run([python, "-m", "s3dgs.train", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=300)
+    except subprocess.TimeoutExpired:
+        text = logs()
+        subprocess.run(["scancel", "--name=train"])   # submitit names the jobs after the Hydra app
+        raise AssertionError(f"sweep not finished after 300 s\n{text}") from None
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}\n{logs()}"
     assert "sweep table of 2 jobs" in proc.stdout
 
     for job in ("0", "1"):
