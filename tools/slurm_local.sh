@@ -30,7 +30,8 @@ NODE=$(hostname -s)
 unavailable() { echo "slurm_local.sh: $*" >&2; exit 3; }
 fail() { echo "slurm_local.sh: $*" >&2; exit 1; }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# True when the pid file names a running process (any user may ask: no signal is sent).
+pid_alive() { [ -f "$1" ] && [ -d "/proc/$(cat "$1")" ]; }
 
 # True when this script's slurmctld runs and the node is idle or running jobs. (The pid file is checked
 # first: without a slurmctld, sinfo retries for about 10 s before it gives up.)
