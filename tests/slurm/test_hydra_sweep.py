@@ -48,7 +48,8 @@ def test_submitit_sweep_writes_the_sweep_table(slurm, tmp_path, repo_env, python
     assert [r["overrides"] for r in rows] == ["lambda_depth=0", "lambda_depth=0.1"]
     assert all(float(r["test.psnr"]) > 5 and r["steps"] == "2" for r in rows)
     table = (sweep / "sweep_metrics.md").read_text().splitlines()
-    assert len(table) == 4 and table[2].startswith("| 0 | lambda_depth=0 |") and table[3].startswith("| 1 | lambda_depth=0.1 |")
+    assert len(table) == 4   # header, rule, one row per job
+    assert table[2].startswith("| 0 | lambda_depth=0 |") and table[3].startswith("| 1 | lambda_depth=0.1 |")
 
 
 def test_example_launcher_config_composes():
