@@ -35,9 +35,12 @@ QUOTA_MESSAGE = "You have exceeded your GPU quota (60s requested vs. 56s left). 
 
 
 def fake_disparity(rgb: np.ndarray, scale: float = 1000.0) -> np.ndarray:
-    """uint8 RGB ``[H, W, 3]`` -> float32 ``[H, W]`` disparity, ``luminance * scale / 255``."""
-    lum = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    return lum * np.float32(scale / 255.0)
+    """uint8 RGB ``[H, W, 3]`` -> float32 ``[H, W]`` disparity, ``luminance * scale / 255``.
+
+    Luminance in exact integer thousandths, then one rounded multiply: the server process and a test's
+    process get the same bits on any CPU (a float dot product may sum in another order)."""
+    lum = rgb.astype(np.int64) @ np.array([299, 587, 114], np.int64)
+    return lum.astype(np.float32) * np.float32(scale / 255_000.0)
 
 
 def build(scale: float = 1000.0, show_error: bool = False):
