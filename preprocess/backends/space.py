@@ -76,7 +76,7 @@ def check_api(info: dict[str, Any], space: str) -> None:
 
 def decode_png16(data: bytes) -> np.ndarray | None:
     """PNG bytes -> 2-D array (uint16 or uint8), ``None`` if not a single-channel PNG."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     return img if img is not None and img.ndim == 2 else None
 
 
@@ -202,10 +202,13 @@ class SpaceBackend(DepthBackend):
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            job = None
+            try:  # arguments are matched to the endpoint's signature here, before anything is sent
+                job = self.client.submit(image=handle_file(str(upload)), api_name=ENDPOINT)
+            except (ValueError, TypeError) as e:
+                raise BackendError(f"Space {self.model}: the call was refused ({e}); its API probably changed, "
+                                   "use --backend transformers") from None
             try:
                 self.calls += 1
-                job = self.client.submit(image=handle_file(str(upload)), api_name=ENDPOINT)
                 outputs = job.result(timeout=self.timeout_s)
                 return self._read_outputs(path, outputs, size)
             except AppError as e:
@@ -218,14 +221,13 @@ class SpaceBackend(DepthBackend):
                 last = e
                 if app_errors > 1:
                     break
-            except (ValueError, TypeError) as e:
-                raise BackendError(f"Space {self.model}: the call was refused ({e}); its API probably changed, "
-                                   "use --backend transformers") from None
+            except (ValueError, TypeError) as e:  # an answer this image's outputs cannot be read from
+                raise _ImageFailed(f"{path}: the Space's answer is unreadable ({e.__class__.__name__}: "
+                                   f"{(str(e).strip().splitlines() or [''])[0][:200]})", transient=False) from None
             except Exception as e:
                 if not is_transient(e):
                     raise
-                if job is not None:
-                    job.cancel()
+                job.cancel()
                 last = e
         detail = (str(last).strip().splitlines() or [""])[0][:200] if last is not None else ""
         raise _ImageFailed(f"{path}: the Space failed on this image ({last.__class__.__name__}: {detail})",
