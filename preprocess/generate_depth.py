@@ -21,6 +21,8 @@ import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from preprocess.atomic_io import TEMP_PREFIX, remove_stale_temps
 from preprocess.backends import (BACKENDS, DEFAULT_MODEL, DEFAULT_SPACE, BackendError, BackendOptions, DepthBackend,
                                  RunStopped, make_backend)
@@ -244,6 +246,11 @@ def _run(runner: DepthBackend, mine: list[Path], out: Path, overwrite: bool, sha
                         continue
                     if "warning" in result.info:
                         bar.write(f"warning: {result.path}: {result.info['warning']}", file=sys.stderr)
+                    if not np.isfinite(result.depth).any():  # nothing to quantise: no prior, not a flat one
+                        summary.failed[result.path.name] = (f"{result.path}: the model's output is NaN or inf "
+                                                            "everywhere; check the model and its weights")
+                        bar.write(f"warning: {summary.failed[result.path.name]}", file=sys.stderr)
+                        continue
                     vmin, vmax = result.value_range or (None, None)
                     png, lo, hi = quantize(result.depth, vmin, vmax)
                     write_depth_png(out / f"{result.path.stem}.png", png)

@@ -99,3 +99,23 @@ def test_missing_weights_offline_one_line(tmp_path, repo_env, python):
     assert len(lines) == 1 and "depth-anything/Depth-Anything-V2-Small-hf" in lines[0]
     assert "python -m preprocess.download_weights --model da2-small" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_output_without_a_finite_value_is_refused_not_written(tmp_path, tiny_model):
+    from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+
+    broken = tmp_path / "nan_model"  # the tiny model with a NaN in its head: NaN depth everywhere
+    model = AutoModelForDepthEstimation.from_pretrained(tiny_model)
+    with torch.no_grad():
+        next(model.head.parameters()).fill_(float("nan"))
+    model.save_pretrained(broken)
+    AutoImageProcessor.from_pretrained(tiny_model).save_pretrained(broken)
+    src = tmp_path / "in"
+    src.mkdir()
+    write_rgb(src / "a.png", h=24, w=32, seed=1)
+    summary = generate_depth(src, tmp_path / "out", model=str(broken), device="cpu", quiet=True)
+    assert not summary.ok and summary.done == 0
+    assert summary.failed == {"a.png": f"{src / 'a.png'}: the model's output is NaN or inf everywhere; check the "
+                                       "model and its weights"}
+    assert not (tmp_path / "out" / "a.png").exists()
+    assert not (tmp_path / "out" / "depth_meta.json").exists() or not DepthMeta.load(tmp_path / "out").images
