@@ -19,7 +19,7 @@ import torch
 from scipy import ndimage
 
 from preprocess.images import ImageReadError, open_oriented, to_rgb8
-from s3dgs.data.frames import DataError, Distortion, Frame, read_layout
+from s3dgs.data.frames import IMAGE_EXTS, DataError, Distortion, Frame, read_layout
 from s3dgs.data.priors import load_priors
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,9 @@ def _read_rgb(path: Path, background: np.ndarray) -> tuple[np.ndarray, np.ndarra
     ``[H, W]`` float32 in [0, 1] (None without an alpha channel).
 
     Decoding, EXIF orientation and mode handling are preprocess's (the same pixels the depth priors saw)."""
+    if path.suffix.lower() not in IMAGE_EXTS:
+        raise DataError(f"{path}: {path.suffix} is not a supported training image type "
+                        f"({', '.join(sorted(IMAGE_EXTS))}); convert it to PNG")
     try:
         im = open_oriented(path)
     except ImageReadError as e:
