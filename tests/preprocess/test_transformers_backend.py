@@ -119,3 +119,27 @@ def test_output_without_a_finite_value_is_refused_not_written(tmp_path, tiny_mod
                                        "model and its weights"}
     assert not (tmp_path / "out" / "a.png").exists()
     assert not (tmp_path / "out" / "depth_meta.json").exists() or not DepthMeta.load(tmp_path / "out").images
+
+
+def test_layer_scales_fold_into_the_same_function_or_refuse(tiny_model):
+    from transformers import AutoModelForDepthEstimation
+
+    from preprocess.backends.hf_transformers import fold_layer_scales
+
+    model = AutoModelForDepthEstimation.from_pretrained(tiny_model).eval()
+    x = torch.rand(1, 3, 42, 42, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = model(pixel_values=x).predicted_depth
+        assert fold_layer_scales(model) == 4                       # 2 blocks x (attention, MLP) in this transformers
+        after = model(pixel_values=x).predicted_depth
+    # same process and threads; only the order of two float32 products changes (lambda * (W h) vs (lambda W) h)
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-6 * before.abs().max().item())
+    # a block laid out as in transformers < 5.18 (attention output not at attention.o_proj): refused, not skipped
+    other = AutoModelForDepthEstimation.from_pretrained(tiny_model)
+    attention = other.backbone.encoder.layer[1].attention
+    attention.output = torch.nn.Module()
+    attention.output.dense = attention.o_proj
+    del attention.o_proj
+    with pytest.raises(BackendError, match=r"cannot fold Dinov2Layer.layer_scale1: no biased linear layer "
+                                           r"attention.o_proj before it in transformers .*transformers>=5.18"):
+        fold_layer_scales(other)
