@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from preprocess.video_depth import build_model, infer_video_depth, run_video_depth_anything, stream_video_depth
+from preprocess.video_depth import run as run_module
 from preprocess.video_depth.ndjson import decode_depth
 from preprocess.video_depth.state import OutputFolderError
 from preprocess.video_depth.testing import synthetic_clip
@@ -236,6 +237,28 @@ def test_batch_mode_matches_infer_video_depth(tmp_path, tiny_vda_checkpoint, mod
     assert list(result) == ["output_dir", "depth_ndjson", "npz"]
     small = np.stack([cv2.resize(f, (30, 18), interpolation=cv2.INTER_AREA) for f in frames])
     expected = infer_video_depth(model, small, input_size=INPUT_SIZE)
+    np.testing.assert_allclose(np.load(out / "clip_depths.npz")["depths"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_batch_resume_continues_the_uninterrupted_alignment_chain(tmp_path, tiny_vda_checkpoint, model, monkeypatch):
+    # Ctrl-C after 4 of 6 frames, with a streaming warm-up (2) shorter than what was done, as in a long video
+    monkeypatch.setattr(run_module, "WARMUP", 2)
+    video = tmp_path / "clip.avi"
+    frames = write_video(video, n=6, size=(30, 18))
+    out = tmp_path / "out"
+    kwargs = dict(input_size=INPUT_SIZE, streaming=False, save_npz=True, checkpoint_root=str(tiny_vda_checkpoint.parent))
+
+    def stop_after_4(percent):
+        if percent >= 4 * 100 // 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_video_depth_anything(str(video), str(out), progress_callback=stop_after_4, **kwargs)
+    assert len(read_lines(out / "depth.ndjson")) == 4
+    run_video_depth_anything(str(video), str(out), **kwargs)
+    assert [r["frame_index"] for r in read_lines(out / "depth.ndjson")] == list(range(6))
+    # same process, same threads, same window: equal up to float32 summation order (1e-5)
+    expected = infer_video_depth(model, frames, input_size=INPUT_SIZE)
     np.testing.assert_allclose(np.load(out / "clip_depths.npz")["depths"], expected, rtol=1e-5, atol=1e-6)
 
 
