@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocess.atomic_io import TEMP_PREFIX, remove_stale_temps
+from preprocess.atomic_io import LIVE_TEMP_AGE_S, TEMP_PREFIX, remove_stale_temps
 from preprocess.backends import (BACKENDS, DEFAULT_MODEL, DEFAULT_SPACE, BackendError, BackendOptions, DepthBackend,
                                  RunStopped, make_backend)
 from preprocess.depth_png import (META_NAME, DepthFileError, DepthMeta, quantize, read_depth_png, update_meta,
@@ -32,7 +32,6 @@ from preprocess.images import (IMAGE_EXTENSIONS, ImageReadError, InputError, che
                                oriented_size, parse_shard, select_shard)
 
 META_FLUSH_S = 2.0          # how often finished entries are merged into depth_meta.json
-SHARD_TEMP_AGE_S = 3600.0   # a sharded run only deletes temp files this old (others may be writing theirs)
 
 
 @dataclass
@@ -106,20 +105,6 @@ def prepare_output_dir(output_dir: str | Path, images_dir: Path) -> tuple[Path, 
         raise InputError(f"{out}: output folder is not writable ({e.strerror or e}); "
                          "choose a folder you can write to") from None
     return out, created
-
-
-def remove_old_temps(folder: Path, min_age_s: float) -> None:
-    """Delete temp files of killed writers; with ``min_age_s > 0`` only those that old (shards run side by side)."""
-    if min_age_s <= 0:
-        remove_stale_temps(folder)
-        return
-    now = time.time()
-    for p in folder.glob(TEMP_PREFIX + "*"):
-        try:
-            if p.is_file() and now - p.stat().st_mtime > min_age_s:
-                p.unlink()
-        except FileNotFoundError:
-            pass
 
 
 def is_done(out: Path, image: Path, meta: DepthMeta | None) -> bool:
@@ -215,7 +200,7 @@ def _run(runner: DepthBackend, mine: list[Path], out: Path, overwrite: bool, sha
     """Skip finished images, run the backend on the rest, write PNGs and merge depth_meta.json entries."""
     from tqdm import tqdm
 
-    remove_old_temps(out, SHARD_TEMP_AGE_S if sharded else 0)
+    remove_stale_temps(out, LIVE_TEMP_AGE_S if sharded else 0)  # shards write side by side
     summary = Summary(output_dir=out, total=len(mine))
 
     existing = DepthMeta.load(out)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 import cv2
 import numpy as np
 
-from preprocess.atomic_io import atomic_path, atomic_write_bytes, remove_stale_temps
+from preprocess.atomic_io import LIVE_TEMP_AGE_S, atomic_path, atomic_write_bytes, remove_stale_temps
 from preprocess.video_depth import ndjson, rawfiles
 from preprocess.video_depth.frames import Sampling, iter_sampled_frames, plan_sampling, probe_video
 from preprocess.video_depth.model import check_encoder
@@ -181,7 +181,7 @@ def _prepare_folder(paths: _OutputPaths, settings: dict[str, Any], pc_settings: 
     Returns the previous state (``{}`` if none)."""
     for folder in (paths.out, paths.frames_dir, paths.exr_dir, paths.csv_dir, rawfiles.parts_dir(paths.npz)):
         if folder.is_dir():
-            remove_stale_temps(folder)
+            remove_stale_temps(folder, LIVE_TEMP_AGE_S)  # not those of another run writing here now
     state = load_state(paths.out)
     if overwrite:
         paths.ndjson.unlink(missing_ok=True)

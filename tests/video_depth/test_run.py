@@ -7,7 +7,9 @@ run directly on the frames the tool should have sampled.
 import csv
 import inspect
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import cv2
@@ -15,6 +17,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
+from preprocess.atomic_io import TEMP_PREFIX, atomic_path
 from preprocess.video_depth import build_model, infer_video_depth, run_video_depth_anything, stream_video_depth
 from preprocess.video_depth import run as run_module
 from preprocess.video_depth.ndjson import decode_depth
@@ -260,6 +263,23 @@ def test_batch_resume_continues_the_uninterrupted_alignment_chain(tmp_path, tiny
     # same process, same threads, same window: equal up to float32 summation order (1e-5)
     expected = infer_video_depth(model, frames, input_size=INPUT_SIZE)
     np.testing.assert_allclose(np.load(out / "clip_depths.npz")["depths"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_run_leaves_the_temp_files_of_another_run_writing_there(tmp_path, tiny_vda_checkpoint):
+    video = tmp_path / "clip.avi"
+    write_video(video, n=2, size=(30, 18))
+    out = tmp_path / "out"
+    out.mkdir()
+    killed = out / f"{TEMP_PREFIX}killed.ndjson"  # left by a run killed two hours ago
+    killed.write_text("{")
+    os.utime(killed, (time.time() - 7200,) * 2)
+    kwargs = dict(input_size=INPUT_SIZE, checkpoint_root=str(tiny_vda_checkpoint.parent))
+    with atomic_path(out / "notes.txt") as writing:  # another run, in the middle of an atomic write here
+        writing.write_text("written by the other run")
+        run_video_depth_anything(str(video), str(out), **kwargs)
+        assert writing.exists() and not killed.exists()
+    assert (out / "notes.txt").read_text() == "written by the other run"
+    assert [r["frame_index"] for r in read_lines(out / "depth.ndjson")] == [0, 1]
 
 
 def test_region_labels_in_point_clouds(tmp_path, tiny_vda_checkpoint):
