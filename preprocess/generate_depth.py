@@ -1,6 +1,6 @@
 """Depth priors for a folder of images: ``python -m preprocess.generate_depth IMAGES_DIR OUTPUT_DIR``.
 
-Writes one 16-bit PNG per image (same stem, same width x height after EXIF orientation) and
+Writes one 16-bit PNG per image (same stem, same width x height as the stored pixels; EXIF orientation ignored) and
 ``depth_meta.json`` (see docs/formats.md). Resumable: outputs that exist, decode as 16-bit PNGs of the
 right size and have a depth_meta.json entry are skipped; every write is atomic. ``--shard K/N`` lets
 N jobs share one folder.
@@ -29,7 +29,7 @@ from preprocess.backends import (BACKENDS, DEFAULT_MODEL, DEFAULT_SPACE, Backend
 from preprocess.depth_png import (META_NAME, DepthFileError, DepthMeta, quantize, read_depth_png, update_meta,
                                   write_depth_png)
 from preprocess.images import (IMAGE_EXTENSIONS, ImageReadError, InputError, check_unique_stems, list_images,
-                               oriented_size, parse_shard, select_shard)
+                               image_size, parse_shard, select_shard)
 
 META_FLUSH_S = 2.0          # how often finished entries are merged into depth_meta.json
 
@@ -113,7 +113,7 @@ def is_done(out: Path, image: Path, meta: DepthMeta | None) -> bool:
         return False
     try:
         png = read_depth_png(out / f"{image.stem}.png")
-        w, h = oriented_size(image)
+        w, h = image_size(image)
     except (DepthFileError, ImageReadError):
         return False
     return png.shape == (h, w)
@@ -133,7 +133,7 @@ def verify_outputs(out: Path, images: list[Path], num_samples: int) -> VerifyRep
         path = out / f"{image.stem}.png"
         try:
             png = read_depth_png(path)
-            w, h = oriented_size(image)
+            w, h = image_size(image)
         except (DepthFileError, ImageReadError) as e:
             report.problems.append(str(e))
             continue

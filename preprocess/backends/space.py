@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from preprocess.backends import BackendError, BackendOptions, DepthBackend, DepthResult, RunStopped
-from preprocess.images import ImageReadError, open_oriented, to_rgb8
+from preprocess.images import ImageReadError, open_image, to_rgb8
 
 ENDPOINT = "/on_submit"
 TRANSIENT_IN_A_ROW = 3  # this many images lost to network errors in a row: the Space is gone, stop
@@ -179,9 +179,9 @@ class SpaceBackend(DepthBackend):
 
     def _upload_file(self, path: Path) -> tuple[Path, tuple[int, int]]:
         """The file to send and the expected output ``(H, W)``: the original when the Space would see the same
-        8-bit RGB pixels, else a lossless PNG of the pixels :func:`load_rgb` gives (EXIF applied, 16-bit, alpha
-        and palette converted)."""
-        im = open_oriented(path)
+        8-bit RGB pixels, else a lossless PNG of the pixels :func:`load_rgb` gives (stored order without the EXIF
+        Orientation tag, which the Space's decoder might apply; 16-bit, alpha and palette converted)."""
+        im = open_image(path)
         with Image.open(path) as raw:
             as_is = raw.format in ("JPEG", "PNG") and raw.mode == "RGB" and raw.getexif().get(0x0112, 1) == 1
         if as_is:

@@ -11,7 +11,7 @@ Failure injection is keyed on the top-left pixel of the uploaded image, so one s
 * yellow ``(255, 255, 0)``: the first attempt for that image raises, later ones succeed (retry path);
 * cyan ``(0, 255, 255)``: a ZeroGPU-style quota ``gr.Error``;
 * blue ``(0, 0, 255)``: the "raw" file is an 8-bit PNG (a Space whose 16-bit output broke);
-* green ``(0, 255, 0)``: both depth files are empty (a Space whose outputs broke for this image).
+* orange ``(255, 128, 0)``: both depth files are empty (a Space whose outputs broke for this image).
 
 Run as a script it binds 127.0.0.1 on a free port and prints ``FAKE_SPACE_URL=<url>``.
 """
@@ -31,7 +31,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-MAGENTA, YELLOW, CYAN, BLUE, GREEN = (255, 0, 255), (255, 255, 0), (0, 255, 255), (0, 0, 255), (0, 255, 0)
+MAGENTA, YELLOW, CYAN, BLUE, ORANGE = (255, 0, 255), (255, 255, 0), (0, 255, 255), (0, 0, 255), (255, 128, 0)
 QUOTA_MESSAGE = "You have exceeded your GPU quota (60s requested vs. 56s left). Try again in 0:09:48"
 
 
@@ -74,7 +74,7 @@ def build(scale: float = 1000.0, show_error: bool = False):
         fd, gray_path = tempfile.mkstemp(suffix=".png", dir=tmp)
         os.close(fd)
         Image.fromarray(gray).save(gray_path)
-        if corner == GREEN:
+        if corner == ORANGE:
             for empty in (raw_path, gray_path):
                 open(empty, "wb").close()
         colored = np.repeat(gray[..., None], 3, axis=2)

@@ -11,7 +11,6 @@ from depth_test_images import write_rgb
 from preprocess import generate_depth
 from preprocess.backends import BackendError
 from preprocess.depth_png import DepthMeta, read_depth_png
-from preprocess.images import load_rgb
 from tiny_depth_model import save_tiny_depth_anything
 
 
@@ -21,7 +20,8 @@ def reference_depth(model_dir, path) -> np.ndarray:
 
     processor = AutoImageProcessor.from_pretrained(model_dir)
     model = AutoModelForDepthEstimation.from_pretrained(model_dir).eval()
-    rgb = load_rgb(path)
+    with Image.open(path) as im:  # the stored pixels, decoded independently of preprocess.images
+        rgb = np.asarray(im.convert("RGB"))
     with torch.no_grad():
         out = model(**processor(images=rgb, return_tensors="pt"))
     return processor.post_process_depth_estimation(out, target_sizes=[rgb.shape[:2]])[0]["predicted_depth"].numpy()
@@ -32,7 +32,7 @@ def test_numbers_equal_the_models_own_output(tmp_path, tiny_model):
     src.mkdir()
     write_rgb(src / "a.png", h=24, w=32, seed=1)
     write_rgb(src / "b.png", h=24, w=32, seed=2)                       # same size as a: batched with it
-    write_rgb(src / "c.jpg", h=20, w=44, seed=3, exif_orientation=8)   # rotated: 20 wide, 44 high
+    write_rgb(src / "c.jpg", h=20, w=44, seed=3, exif_orientation=8)   # tag ignored: 44 wide, 20 high as stored
     Image.fromarray(np.random.default_rng(4).integers(0, 256, (30, 30), dtype=np.uint8), "L").save(src / "d.bmp")
     summary = generate_depth(src, tmp_path / "out", model=str(tiny_model), device="cpu", batch_size=2, quiet=True)
     assert summary.ok and summary.done == 4 and summary.model_calls == 3   # [a, b], [c], [d]
@@ -48,7 +48,7 @@ def test_numbers_equal_the_models_own_output(tmp_path, tiny_model):
         assert rec["min"] == pytest.approx(ref.min(), rel=1e-4) and rec["max"] == pytest.approx(ref.max(), rel=1e-4)
         span = float(ref.max() - ref.min())
         np.testing.assert_allclose(meta.to_float(stem, png), ref, atol=span * 1e-4)
-    assert read_depth_png(tmp_path / "out" / "c.png").shape == (44, 20)
+    assert read_depth_png(tmp_path / "out" / "c.png").shape == (20, 44)
 
 
 def test_metric_model_is_depth_in_metres(tmp_path):
