@@ -1,10 +1,10 @@
 """16-bit depth PNGs and their sidecar ``depth_meta.json``: the contract between preprocess and training.
 
 The prior for image ``<stem>.<ext>`` is ``<stem>.png`` in the output folder: one channel, uint16,
-the image's width x height as stored (EXIF orientation ignored, see docs/formats.md). A 16-bit value ``v`` maps back to the model's
-float output ``x = min + v / 65535 * (max - min)``, with ``min``/``max`` recorded per image in
-``depth_meta.json``. ``kind`` says what ``x`` is: ``inverse_depth`` (relative, larger = nearer,
-unknown scale and shift) or ``depth`` (metric, metres). See docs/formats.md.
+the image's width x height as stored (EXIF orientation ignored, see docs/formats.md). A 16-bit value
+``v`` maps back to the model's float output ``x = min + v / 65535 * (max - min)``, with ``min``/``max``
+recorded per image in ``depth_meta.json``. ``kind`` says what ``x`` is: ``inverse_depth`` (relative,
+larger = nearer, unknown scale and shift) or ``depth`` (metric, metres). See docs/formats.md.
 
 Several writers may share one folder (``--shard K/N`` jobs of a Slurm array): :func:`update_meta`
 merges their entries into the single ``depth_meta.json`` under an exclusive lock on the hidden file

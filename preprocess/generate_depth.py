@@ -1,9 +1,9 @@
 """Depth priors for a folder of images: ``python -m preprocess.generate_depth IMAGES_DIR OUTPUT_DIR``.
 
-Writes one 16-bit PNG per image (same stem, same width x height as the stored pixels; EXIF orientation ignored) and
-``depth_meta.json`` (see docs/formats.md). Resumable: outputs that exist, decode as 16-bit PNGs of the
-right size and have a depth_meta.json entry are skipped; every write is atomic. ``--shard K/N`` lets
-N jobs share one folder.
+Writes one 16-bit PNG per image (same stem, same width x height as the stored pixels: EXIF orientation
+is ignored) and ``depth_meta.json`` (see docs/formats.md). Resumable: outputs that exist, decode as
+16-bit PNGs of the right size and have a depth_meta.json entry are skipped; every write is atomic.
+``--shard K/N`` lets N jobs share one folder.
 
 Python API: ``from preprocess import generate_depth; summary = generate_depth(images_dir, output_dir, ...)``
 (this module is itself callable, so ``preprocess.generate_depth`` is both the CLI module and the function).

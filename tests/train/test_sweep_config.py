@@ -26,5 +26,6 @@ def test_optuna_sweep_optimises_the_objective_in_its_direction(objective, direct
 
 
 def test_objective_without_a_known_direction_names_the_fix():
-    with pytest.raises(InterpolationResolutionError, match=r"objective=test.lpips: no known direction .*hydra.sweeper.direction="):
+    with pytest.raises(InterpolationResolutionError,
+                       match=r"objective=test.lpips: no known direction .*hydra.sweeper.direction="):
         _optuna_sweeper("objective=test.lpips")

@@ -249,7 +249,8 @@ def test_batch_resume_continues_the_uninterrupted_alignment_chain(tmp_path, tiny
     video = tmp_path / "clip.avi"
     frames = write_video(video, n=6, size=(30, 18))
     out = tmp_path / "out"
-    kwargs = dict(input_size=INPUT_SIZE, streaming=False, save_npz=True, checkpoint_root=str(tiny_vda_checkpoint.parent))
+    kwargs = dict(input_size=INPUT_SIZE, streaming=False, save_npz=True,
+                  checkpoint_root=str(tiny_vda_checkpoint.parent))
 
     def stop_after_4(percent):
         if percent >= 4 * 100 // 6:
