@@ -11,10 +11,12 @@ import contextlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
 TEMP_PREFIX = ".tmp-"
+LIVE_TEMP_AGE_S = 3600.0  # a temp file younger than this may belong to a run still writing it
 
 
 def _read_umask() -> int:
@@ -56,11 +58,18 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
-def remove_stale_temps(folder: str | os.PathLike) -> int:
-    """Delete temp files left in ``folder`` by a killed writer; return how many were removed."""
-    n = 0
+def remove_stale_temps(folder: str | os.PathLike, min_age_s: float = 0.0) -> int:
+    """Delete temp files left in ``folder`` by killed writers; return how many were removed.
+
+    With ``min_age_s > 0`` only those older than that: other live runs may be writing into the same folder
+    (shards of one job, a second run started on the folder), and an atomic write takes seconds, not
+    :data:`LIVE_TEMP_AGE_S`."""
+    n, now = 0, time.time()
     for p in Path(folder).glob(TEMP_PREFIX + "*"):
-        if p.is_file():
-            p.unlink(missing_ok=True)
-            n += 1
+        try:
+            if p.is_file() and (min_age_s <= 0 or now - p.stat().st_mtime > min_age_s):
+                p.unlink()
+                n += 1
+        except FileNotFoundError:  # its writer finished (or another run removed it) meanwhile
+            pass
     return n

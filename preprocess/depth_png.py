@@ -1,10 +1,10 @@
 """16-bit depth PNGs and their sidecar ``depth_meta.json``: the contract between preprocess and training.
 
 The prior for image ``<stem>.<ext>`` is ``<stem>.png`` in the output folder: one channel, uint16,
-the image's width x height (after EXIF orientation). A 16-bit value ``v`` maps back to the model's
-float output ``x = min + v / 65535 * (max - min)``, with ``min``/``max`` recorded per image in
-``depth_meta.json``. ``kind`` says what ``x`` is: ``inverse_depth`` (relative, larger = nearer,
-unknown scale and shift) or ``depth`` (metric, metres). See docs/formats.md.
+the image's width x height as stored (EXIF orientation ignored, see docs/formats.md). A 16-bit value
+``v`` maps back to the model's float output ``x = min + v / 65535 * (max - min)``, with ``min``/``max``
+recorded per image in ``depth_meta.json``. ``kind`` says what ``x`` is: ``inverse_depth`` (relative,
+larger = nearer, unknown scale and shift) or ``depth`` (metric, metres). See docs/formats.md.
 
 Several writers may share one folder (``--shard K/N`` jobs of a Slurm array): :func:`update_meta`
 merges their entries into the single ``depth_meta.json`` under an exclusive lock on the hidden file
@@ -16,6 +16,7 @@ readers stay trivial (``DepthMeta.load``) and a folder is self-describing.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -114,6 +115,16 @@ class DepthMeta:
         if self.kind not in VALUE_KINDS:
             raise DepthFileError(f"{META_NAME}: kind must be one of {VALUE_KINDS}, got {self.kind!r}")
 
+    def bad_range(self) -> str | None:
+        """Why an image entry's ``min``/``max`` cannot decode its PNG (not finite numbers with min <= max; JSON
+        has no NaN, Python's json writes and reads one anyway), or None when every entry can."""
+        for stem, rec in self.images.items():
+            lo, hi = rec.get("min"), rec.get("max")
+            numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi))
+            if not (numbers and math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+                return f"{stem!r} has min {lo!r} and max {hi!r}, not finite numbers with min <= max"
+        return None
+
     def to_float(self, stem: str, png: np.ndarray) -> np.ndarray:
         """Decode image ``stem``'s uint16 map to float32 in the model's units."""
         try:
@@ -123,7 +134,10 @@ class DepthMeta:
         return dequantize(png, rec["min"], rec["max"])
 
     def save(self, folder: str | Path) -> None:
-        """Write ``folder/depth_meta.json`` atomically."""
+        """Write ``folder/depth_meta.json`` atomically; refuses entries :meth:`bad_range` rejects."""
+        problem = self.bad_range()
+        if problem:
+            raise ValueError(f"{Path(folder) / META_NAME}: not written, image {problem}")
         atomic_write_json(Path(folder) / META_NAME, asdict(self))
 
     @classmethod
@@ -135,10 +149,15 @@ class DepthMeta:
         try:
             data = json.loads(path.read_text())
             known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-            return cls(**known)
-        except (json.JSONDecodeError, TypeError, KeyError) as e:
+            meta = cls(**known)
+            problem = meta.bad_range()
+        except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as e:
             raise DepthFileError(f"{path}: not a valid depth_meta.json ({e}); delete it and rerun "
                                  "preprocess.generate_depth") from None
+        if problem:
+            raise DepthFileError(f"{path}: image {problem}; delete that image's PNG and entry (or the folder) and "
+                                 "rerun preprocess.generate_depth")
+        return meta
 
 
 def same_source(a: DepthMeta, b: DepthMeta) -> bool:

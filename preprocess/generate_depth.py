@@ -1,9 +1,9 @@
 """Depth priors for a folder of images: ``python -m preprocess.generate_depth IMAGES_DIR OUTPUT_DIR``.
 
-Writes one 16-bit PNG per image (same stem, same width x height after EXIF orientation) and
-``depth_meta.json`` (see docs/formats.md). Resumable: outputs that exist, decode as 16-bit PNGs of the
-right size and have a depth_meta.json entry are skipped; every write is atomic. ``--shard K/N`` lets
-N jobs share one folder.
+Writes one 16-bit PNG per image (same stem, same width x height as the stored pixels: EXIF orientation
+is ignored) and ``depth_meta.json`` (see docs/formats.md). Resumable: outputs that exist, decode as
+16-bit PNGs of the right size and have a depth_meta.json entry are skipped; every write is atomic.
+``--shard K/N`` lets N jobs share one folder.
 
 Python API: ``from preprocess import generate_depth; summary = generate_depth(images_dir, output_dir, ...)``
 (this module is itself callable, so ``preprocess.generate_depth`` is both the CLI module and the function).
@@ -22,16 +22,17 @@ import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from preprocess.atomic_io import TEMP_PREFIX, remove_stale_temps
+import numpy as np
+
+from preprocess.atomic_io import LIVE_TEMP_AGE_S, TEMP_PREFIX, remove_stale_temps
 from preprocess.backends import (BACKENDS, DEFAULT_MODEL, DEFAULT_SPACE, BackendError, BackendOptions, DepthBackend,
                                  RunStopped, make_backend)
 from preprocess.depth_png import (META_NAME, DepthFileError, DepthMeta, quantize, read_depth_png, update_meta,
                                   write_depth_png)
 from preprocess.images import (IMAGE_EXTENSIONS, ImageReadError, InputError, check_unique_stems, list_images,
-                               oriented_size, parse_shard, select_shard)
+                               image_size, parse_shard, select_shard)
 
 META_FLUSH_S = 2.0          # how often finished entries are merged into depth_meta.json
-SHARD_TEMP_AGE_S = 3600.0   # a sharded run only deletes temp files this old (others may be writing theirs)
 
 
 @dataclass
@@ -107,27 +108,13 @@ def prepare_output_dir(output_dir: str | Path, images_dir: Path) -> tuple[Path, 
     return out, created
 
 
-def remove_old_temps(folder: Path, min_age_s: float) -> None:
-    """Delete temp files of killed writers; with ``min_age_s > 0`` only those that old (shards run side by side)."""
-    if min_age_s <= 0:
-        remove_stale_temps(folder)
-        return
-    now = time.time()
-    for p in folder.glob(TEMP_PREFIX + "*"):
-        try:
-            if p.is_file() and now - p.stat().st_mtime > min_age_s:
-                p.unlink()
-        except FileNotFoundError:
-            pass
-
-
 def is_done(out: Path, image: Path, meta: DepthMeta | None) -> bool:
     """True if ``image``'s output exists, has a meta entry, and decodes as a 16-bit PNG of the image's size."""
     if meta is None or image.stem not in meta.images:
         return False
     try:
         png = read_depth_png(out / f"{image.stem}.png")
-        w, h = oriented_size(image)
+        w, h = image_size(image)
     except (DepthFileError, ImageReadError):
         return False
     return png.shape == (h, w)
@@ -147,7 +134,7 @@ def verify_outputs(out: Path, images: list[Path], num_samples: int) -> VerifyRep
         path = out / f"{image.stem}.png"
         try:
             png = read_depth_png(path)
-            w, h = oriented_size(image)
+            w, h = image_size(image)
         except (DepthFileError, ImageReadError) as e:
             report.problems.append(str(e))
             continue
@@ -214,7 +201,7 @@ def _run(runner: DepthBackend, mine: list[Path], out: Path, overwrite: bool, sha
     """Skip finished images, run the backend on the rest, write PNGs and merge depth_meta.json entries."""
     from tqdm import tqdm
 
-    remove_old_temps(out, SHARD_TEMP_AGE_S if sharded else 0)
+    remove_stale_temps(out, LIVE_TEMP_AGE_S if sharded else 0)  # shards write side by side
     summary = Summary(output_dir=out, total=len(mine))
 
     existing = DepthMeta.load(out)
@@ -245,6 +232,11 @@ def _run(runner: DepthBackend, mine: list[Path], out: Path, overwrite: bool, sha
                         continue
                     if "warning" in result.info:
                         bar.write(f"warning: {result.path}: {result.info['warning']}", file=sys.stderr)
+                    if not np.isfinite(result.depth).any():  # nothing to quantise: no prior, not a flat one
+                        summary.failed[result.path.name] = (f"{result.path}: the model's output is NaN or inf "
+                                                            "everywhere; check the model and its weights")
+                        bar.write(f"warning: {summary.failed[result.path.name]}", file=sys.stderr)
+                        continue
                     vmin, vmax = result.value_range or (None, None)
                     png, lo, hi = quantize(result.depth, vmin, vmax)
                     write_depth_png(out / f"{result.path.stem}.png", png)

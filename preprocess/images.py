@@ -1,8 +1,8 @@
 """Input images: which files count as images, how a folder is split into shards, how one is decoded.
 
-Every backend sees the same pixels: :func:`load_rgb` applies the EXIF orientation and turns any
-grayscale, RGBA, palette or 16-bit image into 8-bit RGB, so the output grid is always the input's
-width x height *as displayed*.
+Every backend sees the same pixels: :func:`load_rgb` turns any grayscale, RGBA, palette or 16-bit image
+into 8-bit RGB in the file's *stored* pixel order. The EXIF Orientation tag is ignored, as COLMAP
+(colmap#1456), nerfstudio's loader and the trainer do: poses refer to stored pixels, so priors must too.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -70,13 +70,14 @@ def select_shard(images: list[Path], shard: tuple[int, int]) -> list[Path]:
     return images[k - 1::n]
 
 
-def open_oriented(path: str | Path) -> Image.Image:
-    """Open ``path`` with its EXIF orientation applied (pixels decoded). Raises :class:`ImageReadError`."""
+def open_image(path: str | Path) -> Image.Image:
+    """Open ``path`` with its pixels decoded in stored order (EXIF Orientation ignored). Raises
+    :class:`ImageReadError`."""
     path = Path(path)
     try:
         with Image.open(path) as im:
             im.load()
-            return ImageOps.exif_transpose(im)
+            return im
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise ImageReadError(f"{path}: cannot read image ({e.__class__.__name__}: {e}); "
                              "re-export it or remove it from the folder") from None
@@ -103,21 +104,19 @@ def to_rgb8(im: Image.Image) -> np.ndarray:
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
-    """Decode ``path`` to uint8 RGB ``[H, W, 3]`` with EXIF orientation applied. Raises :class:`ImageReadError`."""
-    im = open_oriented(path)
+    """Decode ``path`` to uint8 RGB ``[H, W, 3]`` in stored pixel order. Raises :class:`ImageReadError`."""
+    im = open_image(path)
     try:
         return to_rgb8(im)
     except (OSError, ValueError) as e:
         raise ImageReadError(f"{path}: cannot convert image to RGB ({e}); re-export it as 8-bit RGB") from None
 
 
-def oriented_size(path: str | Path) -> tuple[int, int]:
-    """``(width, height)`` of ``path`` after EXIF orientation, read from the header only."""
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of ``path``'s stored pixels, read from the header only."""
     try:
         with Image.open(path) as im:
-            w, h = im.size
-            orientation = im.getexif().get(0x0112, 1)
+            return im.size
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise ImageReadError(f"{path}: cannot read image ({e.__class__.__name__}: {e}); "
                              "re-export it or remove it from the folder") from None
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)

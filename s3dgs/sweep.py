@@ -16,12 +16,31 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from preprocess.atomic_io import atomic_write_bytes
 
 COLUMNS = ["test.psnr", "test.ssim", "test.depth_abs_rel", "test.depth_delta1", "num_gaussians", "train_seconds",
            "steps"]
+# metrics.json keys (the last dotted part) by the direction that improves them
+MAXIMIZE = ("psnr", "ssim", "depth_delta1")
+MINIMIZE = ("depth_abs_rel", "num_gaussians", "train_seconds")
+
+
+def objective_direction(objective: str) -> str:
+    """Optuna's ``direction`` for the metric ``objective`` (dotted metrics.json key, e.g. ``test.psnr``):
+    ``"maximize"`` or ``"minimize"``; ``psnr_masked``/``ssim_masked`` follow their metric."""
+    name = objective.rsplit(".", 1)[-1].removesuffix("_masked")
+    if name in MAXIMIZE or name in MINIMIZE:
+        return "maximize" if name in MAXIMIZE else "minimize"
+    raise ValueError(f"objective={objective}: no known direction (known: {', '.join(MAXIMIZE + MINIMIZE)}); "
+                     "set hydra.sweeper.direction=maximize or =minimize")
+
+
+def register_resolvers() -> None:
+    """``${objective_direction:${objective}}`` for the sweeper configs in ``configs/hydra/sweeper``."""
+    if not OmegaConf.has_resolver("objective_direction"):
+        OmegaConf.register_new_resolver("objective_direction", objective_direction)
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -19,9 +19,11 @@ from omegaconf import DictConfig
 
 from preprocess.depth_png import DepthFileError
 from s3dgs.data.frames import DataError
+from s3dgs.sweep import register_resolvers
 from s3dgs.trainer import TrainError, lookup, train
 
 log = logging.getLogger("s3dgs.train")
+register_resolvers()
 
 
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")

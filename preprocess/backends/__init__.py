@@ -5,7 +5,7 @@ A backend turns an **ordered list of image paths** into float depth maps, one
 
     with make_backend("transformers", BackendOptions(model=..., device="cpu")) as backend:
         for result in backend.predict(paths):      # paths: list[Path], sorted by name
-            result.depth                           # float32 [H, W], H x W = image after EXIF orientation
+            result.depth                           # float32 [H, W], H x W = stored pixels (EXIF ignored)
 
 It declares what its numbers are, before :meth:`DepthBackend.open` is called where possible:
 

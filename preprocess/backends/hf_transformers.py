@@ -49,18 +49,27 @@ def fold_layer_scales(model: Any) -> int:
     """Fold DINOv2's per-channel layer scales into the linear layers before them; return how many were folded.
 
     ``x + lambda * (W h + b)`` equals ``x + (diag(lambda) W) h + lambda b``: the same function without two
-    elementwise passes over the tokens per block. Blocks of another shape are left alone.
+    elementwise passes over the tokens per block. Models without layer scales are left alone; a layer scale
+    whose linear layer is not where transformers>=5.18 puts it (``attention.o_proj``, ``mlp.fc2``) raises
+    :class:`BackendError` rather than silently staying unfolded.
     """
     import torch
+    import transformers
 
     folded = 0
     for block in model.modules():
-        pairs = (("layer_scale1", getattr(getattr(block, "attention", None), "o_proj", None)),
-                 ("layer_scale2", getattr(getattr(block, "mlp", None), "fc2", None)))
-        for name, linear in pairs:
+        pairs = (("layer_scale1", "attention.o_proj"), ("layer_scale2", "mlp.fc2"))
+        for name, linear_name in pairs:
             scale = getattr(getattr(block, name, None), "lambda1", None)
-            if scale is None or not isinstance(linear, torch.nn.Linear) or linear.bias is None:
+            if scale is None:
                 continue
+            linear = block
+            for part in linear_name.split("."):
+                linear = getattr(linear, part, None)
+            if not isinstance(linear, torch.nn.Linear) or linear.bias is None:
+                raise BackendError(f"cannot fold {type(block).__name__}.{name}: no biased linear layer "
+                                   f"{linear_name} before it in transformers {transformers.__version__}; "
+                                   "pip install 'transformers>=5.18'")
             with torch.no_grad():
                 linear.weight.mul_(scale[:, None])
                 linear.bias.mul_(scale)

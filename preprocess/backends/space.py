@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from preprocess.backends import BackendError, BackendOptions, DepthBackend, DepthResult, RunStopped
-from preprocess.images import ImageReadError, open_oriented, to_rgb8
+from preprocess.images import ImageReadError, open_image, to_rgb8
 
 ENDPOINT = "/on_submit"
 TRANSIENT_IN_A_ROW = 3  # this many images lost to network errors in a row: the Space is gone, stop
@@ -76,7 +76,7 @@ def check_api(info: dict[str, Any], space: str) -> None:
 
 def decode_png16(data: bytes) -> np.ndarray | None:
     """PNG bytes -> 2-D array (uint16 or uint8), ``None`` if not a single-channel PNG."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     return img if img is not None and img.ndim == 2 else None
 
 
@@ -179,9 +179,9 @@ class SpaceBackend(DepthBackend):
 
     def _upload_file(self, path: Path) -> tuple[Path, tuple[int, int]]:
         """The file to send and the expected output ``(H, W)``: the original when the Space would see the same
-        8-bit RGB pixels, else a lossless PNG of the pixels :func:`load_rgb` gives (EXIF applied, 16-bit, alpha
-        and palette converted)."""
-        im = open_oriented(path)
+        8-bit RGB pixels, else a lossless PNG of the pixels :func:`load_rgb` gives (stored order without the EXIF
+        Orientation tag, which the Space's decoder might apply; 16-bit, alpha and palette converted)."""
+        im = open_image(path)
         with Image.open(path) as raw:
             as_is = raw.format in ("JPEG", "PNG") and raw.mode == "RGB" and raw.getexif().get(0x0112, 1) == 1
         if as_is:
@@ -202,10 +202,13 @@ class SpaceBackend(DepthBackend):
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            job = None
+            try:  # arguments are matched to the endpoint's signature here, before anything is sent
+                job = self.client.submit(image=handle_file(str(upload)), api_name=ENDPOINT)
+            except (ValueError, TypeError) as e:
+                raise BackendError(f"Space {self.model}: the call was refused ({e}); its API probably changed, "
+                                   "use --backend transformers") from None
             try:
                 self.calls += 1
-                job = self.client.submit(image=handle_file(str(upload)), api_name=ENDPOINT)
                 outputs = job.result(timeout=self.timeout_s)
                 return self._read_outputs(path, outputs, size)
             except AppError as e:
@@ -218,14 +221,13 @@ class SpaceBackend(DepthBackend):
                 last = e
                 if app_errors > 1:
                     break
-            except (ValueError, TypeError) as e:
-                raise BackendError(f"Space {self.model}: the call was refused ({e}); its API probably changed, "
-                                   "use --backend transformers") from None
+            except (ValueError, TypeError) as e:  # an answer this image's outputs cannot be read from
+                raise _ImageFailed(f"{path}: the Space's answer is unreadable ({e.__class__.__name__}: "
+                                   f"{(str(e).strip().splitlines() or [''])[0][:200]})", transient=False) from None
             except Exception as e:
                 if not is_transient(e):
                     raise
-                if job is not None:
-                    job.cancel()
+                job.cancel()
                 last = e
         detail = (str(last).strip().splitlines() or [""])[0][:200] if last is not None else ""
         raise _ImageFailed(f"{path}: the Space failed on this image ({last.__class__.__name__}: {detail})",

@@ -116,8 +116,10 @@ class VDABackend(DepthBackend):
         if frames:
             windows, cache = self._windows(frames)
             vmin, vmax = np.inf, -np.inf
-            for depth in self._stitched(windows, frames):  # pass 1: the sequence's value range
-                vmin, vmax = min(vmin, float(depth.min())), max(vmax, float(depth.max()))
+            for depth in self._stitched(windows, frames):  # pass 1: the sequence's value range (finite values)
+                finite = depth[np.isfinite(depth)]
+                if finite.size:
+                    vmin, vmax = min(vmin, float(finite.min())), max(vmax, float(finite.max()))
             stitched = self._stitched(windows, frames)  # pass 2: the same frames again, now with the range
         index = {p: i for i, p in enumerate(frames)}
         for path in paths:

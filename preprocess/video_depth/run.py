@@ -13,13 +13,14 @@ import shutil
 from collections import deque
 from contextlib import nullcontext
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 import cv2
 import numpy as np
 
-from preprocess.atomic_io import atomic_path, atomic_write_bytes, remove_stale_temps
+from preprocess.atomic_io import LIVE_TEMP_AGE_S, atomic_path, atomic_write_bytes, remove_stale_temps
 from preprocess.video_depth import ndjson, rawfiles
 from preprocess.video_depth.frames import Sampling, iter_sampled_frames, plan_sampling, probe_video
 from preprocess.video_depth.model import check_encoder
@@ -28,8 +29,8 @@ from preprocess.video_depth.regions import RegionLabeler, annotation_dir
 from preprocess.video_depth.state import check_resumable, load_state, save_state
 from preprocess.video_depth.vis import Mp4Writer, colorize, preview_payload, to_uint8
 
-# Sampled frames replayed through the model before a resumed stretch, so the temporal context (and the
-# batch alignment anchor, frame 0) is rebuilt: frame 0 plus the last WARMUP frames before the stretch.
+# Streaming: sampled frames replayed through the model before a resumed stretch, so the temporal context is
+# rebuilt: frame 0 plus the last WARMUP frames before the stretch. (Batch mode replays every frame.)
 WARMUP = 32
 
 
@@ -140,7 +141,8 @@ def run_video_depth_anything(
     engine = _LazyEngine(encoder, metric, checkpoint_root, device, input_size, fp32, streaming)
     frames = (_Frame(seq, index, rgb) for seq, (index, rgb) in enumerate(iter_sampled_frames(info, sampling)))
     with ndjson.RecordAppender(paths.ndjson) as appender:
-        n_frames, computed = _process(frames, is_done, engine, write_frame, report, WARMUP if done else 0)
+        n_frames, computed = (_process(frames, is_done, engine, write_frame, report, WARMUP if done else 0)
+                              if streaming else _process_batch(frames, is_done, engine, write_frame, report))
     if progress_callback is not None:
         progress_callback(100)
 
@@ -179,7 +181,7 @@ def _prepare_folder(paths: _OutputPaths, settings: dict[str, Any], pc_settings: 
     Returns the previous state (``{}`` if none)."""
     for folder in (paths.out, paths.frames_dir, paths.exr_dir, paths.csv_dir, rawfiles.parts_dir(paths.npz)):
         if folder.is_dir():
-            remove_stale_temps(folder)
+            remove_stale_temps(folder, LIVE_TEMP_AGE_S)  # not those of another run writing here now
     state = load_state(paths.out)
     if overwrite:
         paths.ndjson.unlink(missing_ok=True)
@@ -247,6 +249,25 @@ def _process(frames: Iterable[_Frame], is_done: Callable[[_Frame], bool],
             computed += 1
             report(seen)
     return seen, computed
+
+
+def _process_batch(frames: Iterable[_Frame], is_done: Callable[[_Frame], bool],
+                   engine: Callable[[Iterable[np.ndarray]], Iterator[np.ndarray]],
+                   write_frame: Callable[[_Frame, np.ndarray], None], report: Callable[[int], None]
+                   ) -> tuple[int, int]:
+    """Batch mode: the official windows and their scale/shift chain span the whole sequence, so when any
+    frame is not done the engine runs over all of them (the frames are held anyway) and only those not
+    done are written: a resumed run continues the uninterrupted run's chain. Returns ``(seen, computed)``."""
+    frames = list(frames)
+    todo = [not is_done(f) for f in frames]
+    depths = engine(f.rgb for f in frames) if any(todo) else repeat(None)
+    computed = 0
+    for seen, (frame, needed, depth) in enumerate(zip(frames, todo, depths), start=1):
+        if needed:
+            write_frame(frame, np.asarray(depth, dtype=np.float32))
+            computed += 1
+        report(seen)
+    return len(frames), computed
 
 
 class _Peekable:

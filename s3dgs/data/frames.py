@@ -23,7 +23,9 @@ from s3dgs.data import colmap
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".exr"}
+# training images: 8/16-bit display-referred files. No OpenEXR: linear HDR radiance would need an exposure and
+# tone curve that the [0, 1] photometric loss does not define (convert such renders to PNG first).
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 # COLMAP camera model -> (number of focal lengths, distortion model, distortion coefficients from the
 # params that follow fx[, fy], cx, cy). Fisheye models are OpenCV's (theta_d = theta (1 + k1 theta^2 + ...)).
 _COLMAP_CAMERAS = {

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from preprocess.images import ImageReadError, open_oriented, to_rgb8
-from s3dgs.data.frames import DataError, Distortion, Frame, read_layout
+from preprocess.images import ImageReadError, open_image, to_rgb8
+from s3dgs.data.frames import IMAGE_EXTS, DataError, Distortion, Frame, read_layout
 from s3dgs.data.priors import load_priors
 
 log = logging.getLogger(__name__)
@@ -104,9 +104,13 @@ def _read_rgb(path: Path, background: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """Image file -> float32 ``[H, W, 3]`` in [0, 1] (alpha composited on ``background``) and its alpha
     ``[H, W]`` float32 in [0, 1] (None without an alpha channel).
 
-    Decoding, EXIF orientation and mode handling are preprocess's (the same pixels the depth priors saw)."""
+    Decoding and mode handling are preprocess's (the same pixels the depth priors saw): stored pixel order, the
+    EXIF Orientation tag ignored, as the poses of every supported layout refer to it (docs/formats.md)."""
+    if path.suffix.lower() not in IMAGE_EXTS:
+        raise DataError(f"{path}: {path.suffix} is not a supported training image type "
+                        f"({', '.join(sorted(IMAGE_EXTS))}); convert it to PNG")
     try:
-        im = open_oriented(path)
+        im = open_image(path)
     except ImageReadError as e:
         raise DataError(str(e)) from None
     try:
@@ -123,7 +127,7 @@ def _read_rgb(path: Path, background: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def _read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
     """Mask image (greyscale or 1-bit, nonzero = keep) -> ``[H, W]`` bool at ``size = (W, H)`` (nearest)."""
     try:
-        m = np.asarray(open_oriented(path))
+        m = np.asarray(open_image(path))
     except ImageReadError as e:
         raise DataError(str(e)) from None
     if m.ndim != 2:

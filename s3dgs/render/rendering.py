@@ -70,7 +70,7 @@ def rasterization(
         if not means.is_cuda:
             raise ValueError("backend='gsplat' needs CUDA tensors; use backend='torch' (or 'auto') on CPU")
         import gsplat
-        # arguments newer than gsplat 1.4 are passed only when used, so older gsplat versions keep working
+        # arguments that not every gsplat>=1.5 release takes are passed only when used
         newer = {"segmented": segmented, "covars": covars, "with_ut": with_ut, "with_eval3d": with_eval3d,
                  "radial_coeffs": radial_coeffs, "tangential_coeffs": tangential_coeffs,
                  "thin_prism_coeffs": thin_prism_coeffs,

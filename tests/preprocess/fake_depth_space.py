@@ -10,7 +10,8 @@ Failure injection is keyed on the top-left pixel of the uploaded image, so one s
 * magenta ``(255, 0, 255)``: the app raises (generic ``AppError`` on the client, every attempt);
 * yellow ``(255, 255, 0)``: the first attempt for that image raises, later ones succeed (retry path);
 * cyan ``(0, 255, 255)``: a ZeroGPU-style quota ``gr.Error``;
-* blue ``(0, 0, 255)``: the "raw" file is an 8-bit PNG (a Space whose 16-bit output broke).
+* blue ``(0, 0, 255)``: the "raw" file is an 8-bit PNG (a Space whose 16-bit output broke);
+* orange ``(255, 128, 0)``: both depth files are empty (a Space whose outputs broke for this image).
 
 Run as a script it binds 127.0.0.1 on a free port and prints ``FAKE_SPACE_URL=<url>``.
 """
@@ -30,14 +31,17 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-MAGENTA, YELLOW, CYAN, BLUE = (255, 0, 255), (255, 255, 0), (0, 255, 255), (0, 0, 255)
+MAGENTA, YELLOW, CYAN, BLUE, ORANGE = (255, 0, 255), (255, 255, 0), (0, 255, 255), (0, 0, 255), (255, 128, 0)
 QUOTA_MESSAGE = "You have exceeded your GPU quota (60s requested vs. 56s left). Try again in 0:09:48"
 
 
 def fake_disparity(rgb: np.ndarray, scale: float = 1000.0) -> np.ndarray:
-    """uint8 RGB ``[H, W, 3]`` -> float32 ``[H, W]`` disparity, ``luminance * scale / 255``."""
-    lum = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    return lum * np.float32(scale / 255.0)
+    """uint8 RGB ``[H, W, 3]`` -> float32 ``[H, W]`` disparity, ``luminance * scale / 255``.
+
+    Luminance in exact integer thousandths, then one rounded multiply: the server process and a test's
+    process get the same bits on any CPU (a float dot product may sum in another order)."""
+    lum = rgb.astype(np.int64) @ np.array([299, 587, 114], np.int64)
+    return lum.astype(np.float32) * np.float32(scale / 255_000.0)
 
 
 def build(scale: float = 1000.0, show_error: bool = False):
@@ -70,6 +74,9 @@ def build(scale: float = 1000.0, show_error: bool = False):
         fd, gray_path = tempfile.mkstemp(suffix=".png", dir=tmp)
         os.close(fd)
         Image.fromarray(gray).save(gray_path)
+        if corner == ORANGE:
+            for empty in (raw_path, gray_path):
+                open(empty, "wb").close()
         colored = np.repeat(gray[..., None], 3, axis=2)
         return [(image, colored), gray_path, raw_path]
 

@@ -66,3 +66,19 @@ def test_atomic_files_get_umask_permissions(tmp_path):
     atomic_write_bytes(tmp_path / "y.bin", b"data")
     assert (tmp_path / "y.bin").read_bytes() == b"data"
     assert os.stat(tmp_path / "y.bin").st_mode & 0o777 == FILE_MODE
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "null", '"0.5"'])
+def test_meta_with_a_range_that_cannot_decode_is_one_line_naming_the_file(tmp_path, bad):
+    # Python's json writes and reads NaN/Infinity although JSON has neither: the loader must not trust them
+    (tmp_path / "depth_meta.json").write_text(
+        '{"backend": "vda", "model": "m", "images": {"a": {"min": 0.0, "max": 1.0}, "b": {"min": %s, "max": 2.0}}}'
+        % bad)
+    with pytest.raises(DepthFileError) as e:
+        DepthMeta.load(tmp_path)
+    msg = str(e.value)
+    assert msg.startswith(f"{tmp_path / 'depth_meta.json'}: image 'b' has min ") and "\n" not in msg
+    assert msg.endswith("rerun preprocess.generate_depth")
+    with pytest.raises(ValueError, match="not written"):  # and it is never written
+        DepthMeta(backend="vda", model="m", images={"b": {"min": float(bad) if bad[0] in "NI" else None,
+                                                          "max": 2.0}}).save(tmp_path / "out")

@@ -4,15 +4,18 @@ from PIL import Image
 
 from depth_test_images import write_rgb
 from preprocess.images import (IMAGE_EXTENSIONS, ImageReadError, InputError, check_unique_stems, list_images,
-                               load_rgb, oriented_size, parse_shard, select_shard)
+                               image_size, load_rgb, parse_shard, select_shard)
 
 
-def test_exif_orientation_rotates_pixels_and_size(tmp_path):
-    write_rgb(tmp_path / "r.jpg", h=20, w=30, exif_orientation=6)  # 6 = rotate 90 deg clockwise to display
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_orientation_is_ignored_pixels_stay_as_stored(tmp_path, orientation):
+    # the pixel order SfM poses refer to (COLMAP ignores the tag), so priors match the trainer's images
+    write_rgb(tmp_path / "r.jpg", h=20, w=30, exif_orientation=orientation)
+    assert Image.open(tmp_path / "r.jpg").getexif()[0x0112] == orientation  # a real tagged JPEG
     out = load_rgb(tmp_path / "r.jpg")
-    assert out.shape == (30, 20, 3) and oriented_size(tmp_path / "r.jpg") == (20, 30)
-    plain = np.asarray(Image.open(tmp_path / "r.jpg").convert("RGB"))
-    np.testing.assert_array_equal(out, np.rot90(plain, k=-1))
+    assert out.shape == (20, 30, 3) and image_size(tmp_path / "r.jpg") == (30, 20)
+    with Image.open(tmp_path / "r.jpg") as im:  # the decoder's own pixels, untransposed
+        np.testing.assert_array_equal(out, np.asarray(im.convert("RGB")))
 
 
 def test_grayscale_rgba_palette_16bit(tmp_path):

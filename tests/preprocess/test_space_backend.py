@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from depth_test_images import write_rgb
-from fake_depth_space import BLUE, CYAN, MAGENTA, YELLOW, fake_disparity
+from fake_depth_space import BLUE, CYAN, MAGENTA, ORANGE, YELLOW, fake_disparity
 from preprocess import generate_depth
 from preprocess.atomic_io import TEMP_PREFIX
 from preprocess.backends import BackendError
@@ -26,7 +26,7 @@ def test_outputs_are_rescaled_raw_with_recoverable_values(tmp_path, fake_space_u
     src = tmp_path / "in"
     src.mkdir()
     write_rgb(src / "a.png", seed=1)
-    write_rgb(src / "b.jpg", h=20, w=30, seed=2, exif_orientation=6)      # re-encoded upright before upload
+    write_rgb(src / "b.jpg", h=20, w=30, seed=2, exif_orientation=6)      # re-encoded without its tag
     Image.fromarray((np.arange(24 * 32).reshape(24, 32) * 85).astype(np.uint16)).save(src / "c.png")  # 16-bit gray
     write_rgb(src / "d.png", seed=3, corner=YELLOW)                       # first attempt fails: retried
     summary = generate_depth(src, tmp_path / "out", backend="space", space=fake_space_url, quiet=True)
@@ -43,7 +43,7 @@ def test_outputs_are_rescaled_raw_with_recoverable_values(tmp_path, fake_space_u
         rec = meta.images[stem]
         assert (rec["min"], rec["max"], rec["output"]) == (raw.min(), raw.max(), "raw16")
         np.testing.assert_array_equal(np.rint(meta.to_float(stem, png)), raw)   # the Space's integers come back
-    assert meta.images["b"]["width"] == 20 and meta.images["b"]["height"] == 30
+    assert meta.images["b"]["width"] == 30 and meta.images["b"]["height"] == 20  # stored pixels, tag ignored
     assert raw.max() > 255  # scale 1000: an 8-bit path would have been caught
     assert list(own_tmp.iterdir()) == [] and not list((tmp_path / "out").glob(TEMP_PREFIX + "*"))
 
@@ -63,6 +63,29 @@ def test_app_error_on_one_image_goes_on_and_exits_nonzero(tmp_path, fake_space_u
                                                                     "f0.png", "f2.png"]
     assert sorted(json.loads((tmp_path / "out" / "depth_meta.json").read_text())["images"]) == ["f0", "f2"]
     assert list((tmp_path / "_tmp").iterdir()) == []   # gradio_client left nothing in TMPDIR
+
+
+def test_unreadable_answers_fail_their_image_only(tmp_path, fake_space_url, monkeypatch):
+    """Only a call the endpoint's signature refuses means the API changed; an answer that cannot be read
+    (empty files, a ValueError while reading it) fails that image and the run goes on."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, (name, corner) in enumerate((("u0.png", None), ("u1.png", ORANGE), ("u2.png", None), ("u3.png", None))):
+        write_rgb(src / name, seed=20 + i, corner=corner)
+    read_outputs = SpaceBackend._read_outputs
+
+    def malformed_for_u2(self, path, outputs, size):
+        if path.name == "u2.png":
+            raise ValueError("could not convert string to float: 'x'")  # e.g. a Space answering in another form
+        return read_outputs(self, path, outputs, size)
+
+    monkeypatch.setattr(SpaceBackend, "_read_outputs", malformed_for_u2)
+    summary = generate_depth(src, tmp_path / "out", backend="space", space=fake_space_url, quiet=True)
+    assert not summary.ok and summary.stopped is None and summary.done == 2
+    assert summary.failed == {"u1.png": f"{src / 'u1.png'}: the Space returned no readable depth PNG",
+                              "u2.png": f"{src / 'u2.png'}: the Space's answer is unreadable (ValueError: could not "
+                                        "convert string to float: 'x')"}
+    assert sorted(DepthMeta.load(tmp_path / "out").images) == ["u0", "u3"]
 
 
 def test_quota_stops_cleanly_and_resume_finishes(tmp_path, fake_space_url):

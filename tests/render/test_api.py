@@ -1,5 +1,7 @@
 """The public entry point: backends, info contents, inputs gsplat accepts, clear refusals."""
 
+import subprocess
+
 import pytest
 import torch
 
@@ -63,3 +65,16 @@ def test_backend_choice_and_refusals(scene):
     explicit, _, _ = rasterization(*_args(s), backend="torch")
     auto, _, _ = rasterization(*_args(s))
     torch.testing.assert_close(explicit, auto)
+
+
+def test_older_gsplat_is_refused_at_import_with_the_fix(tmp_path, repo_env, python):
+    # a real distribution record for gsplat 1.4.0 ahead of the installed one on sys.path
+    info = tmp_path / "site" / "gsplat-1.4.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gsplat\nVersion: 1.4.0\n")
+    env = repo_env | {"PYTHONPATH": f"{info.parent}:{repo_env['PYTHONPATH']}"}
+    proc = subprocess.run([python, "-c", "import s3dgs.render"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "ImportError: s3dgs needs gsplat>=1.5 (radii are [..., 2] since 1.5), found gsplat 1.4.0: "
+        "pip install 'gsplat>=1.5'")

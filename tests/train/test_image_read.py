@@ -26,3 +26,16 @@ def test_corrupt_training_image_is_one_line(tmp_path):
     with pytest.raises(DataError, match=r"bad\.jpg: cannot read image") as e:
         _read_rgb(tmp_path / "bad.jpg", np.zeros(3, np.float32))
     assert "\n" not in str(e.value) and str(e.value).endswith("remove it from the folder")
+
+
+def test_exr_is_refused_with_the_fix(tmp_path):
+    import OpenEXR
+
+    rgb = np.full((2, 3, 3), 0.5, np.float32)
+    with OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage},
+                      {"RGB": rgb}) as f:
+        f.write(str(tmp_path / "hdr.exr"))
+    with pytest.raises(DataError) as e:
+        _read_rgb(tmp_path / "hdr.exr", np.zeros(3, np.float32))
+    assert str(e.value) == (f"{tmp_path / 'hdr.exr'}: .exr is not a supported training image type "
+                            "(.bmp, .jpeg, .jpg, .png, .tif, .tiff, .webp); convert it to PNG")

@@ -44,16 +44,26 @@ def checkpoint_root(tmp_path, tiny_vda_checkpoint):
     return root
 
 
+# Outputs made in another process (another thread count, another CPU's SIMD kernels) sum float32 in another
+# order: between AVX-512 and ATen's default kernels the depths differ by up to 1.7e-6 of their range (measured).
+# 1e-5 of the range leaves 6x margin and is below one 16-bit step (1.5e-5), so a wrong window, normalisation or
+# level (all at least a step) still fails.
+DRIFT = 1e-5
+
+
 def check_outputs(out, expected):
     meta = DepthMeta.load(out)
     assert (meta.backend, meta.model, meta.kind, meta.units) == ("vda", "video_depth_anything_vits", "inverse_depth",
                                                                  None)
     assert meta.extra["normalization"] == "per_sequence" and meta.extra["input_size"] == SIZE
-    assert {(r["min"], r["max"]) for r in meta.images.values()} == {(float(expected.min()), float(expected.max()))}
+    drift = DRIFT * float(np.ptp(expected))
+    assert len({(r["min"], r["max"]) for r in meta.images.values()}) == 1  # one value range for the sequence
+    for r in meta.images.values():
+        assert (r["min"], r["max"]) == pytest.approx((float(expected.min()), float(expected.max())), abs=drift)
     step = (expected.max() - expected.min()) / 65535
     for i in range(N):
         depth = meta.to_float(f"frame_{i:03d}", read_depth_png(out / f"frame_{i:03d}.png"))
-        assert np.abs(depth - expected[i]).max() <= 0.51 * step + 1e-6
+        assert np.abs(depth - expected[i]).max() <= step / 2 + 2 * drift  # rounding, then drift of value and range
     assert not (out / ".vda_windows").exists()
 
 
@@ -61,7 +71,9 @@ def test_cli_writes_one_sequence_with_one_range(images, checkpoint_root, expecte
     out = tmp_path / "out"
     cmd = [python, "-m", "preprocess.generate_depth", str(images), str(out), "--backend", "vda", "--model", "vits",
            "--checkpoint-root", str(checkpoint_root), "--input-size", str(SIZE), "--quiet"]
-    run = subprocess.run(cmd, env=repo_env, capture_output=True, text=True, timeout=300)
+    # ATen's plain kernels instead of this CPU's widest SIMD ones: the float drift a user's other CPU gives
+    run = subprocess.run(cmd, env=repo_env | {"ATEN_CPU_CAPABILITY": "default"}, capture_output=True, text=True,
+                         timeout=300)
     assert run.returncode == 0, run.stderr
     check_outputs(out, expected)
 

@@ -7,7 +7,9 @@ run directly on the frames the tool should have sampled.
 import csv
 import inspect
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import cv2
@@ -15,7 +17,9 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
+from preprocess.atomic_io import TEMP_PREFIX, atomic_path
 from preprocess.video_depth import build_model, infer_video_depth, run_video_depth_anything, stream_video_depth
+from preprocess.video_depth import run as run_module
 from preprocess.video_depth.ndjson import decode_depth
 from preprocess.video_depth.state import OutputFolderError
 from preprocess.video_depth.testing import synthetic_clip
@@ -237,6 +241,46 @@ def test_batch_mode_matches_infer_video_depth(tmp_path, tiny_vda_checkpoint, mod
     small = np.stack([cv2.resize(f, (30, 18), interpolation=cv2.INTER_AREA) for f in frames])
     expected = infer_video_depth(model, small, input_size=INPUT_SIZE)
     np.testing.assert_allclose(np.load(out / "clip_depths.npz")["depths"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_batch_resume_continues_the_uninterrupted_alignment_chain(tmp_path, tiny_vda_checkpoint, model, monkeypatch):
+    # Ctrl-C after 4 of 6 frames, with a streaming warm-up (2) shorter than what was done, as in a long video
+    monkeypatch.setattr(run_module, "WARMUP", 2)
+    video = tmp_path / "clip.avi"
+    frames = write_video(video, n=6, size=(30, 18))
+    out = tmp_path / "out"
+    kwargs = dict(input_size=INPUT_SIZE, streaming=False, save_npz=True,
+                  checkpoint_root=str(tiny_vda_checkpoint.parent))
+
+    def stop_after_4(percent):
+        if percent >= 4 * 100 // 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_video_depth_anything(str(video), str(out), progress_callback=stop_after_4, **kwargs)
+    assert len(read_lines(out / "depth.ndjson")) == 4
+    run_video_depth_anything(str(video), str(out), **kwargs)
+    assert [r["frame_index"] for r in read_lines(out / "depth.ndjson")] == list(range(6))
+    # same process, same threads, same window: equal up to float32 summation order (1e-5)
+    expected = infer_video_depth(model, frames, input_size=INPUT_SIZE)
+    np.testing.assert_allclose(np.load(out / "clip_depths.npz")["depths"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_run_leaves_the_temp_files_of_another_run_writing_there(tmp_path, tiny_vda_checkpoint):
+    video = tmp_path / "clip.avi"
+    write_video(video, n=2, size=(30, 18))
+    out = tmp_path / "out"
+    out.mkdir()
+    killed = out / f"{TEMP_PREFIX}killed.ndjson"  # left by a run killed two hours ago
+    killed.write_text("{")
+    os.utime(killed, (time.time() - 7200,) * 2)
+    kwargs = dict(input_size=INPUT_SIZE, checkpoint_root=str(tiny_vda_checkpoint.parent))
+    with atomic_path(out / "notes.txt") as writing:  # another run, in the middle of an atomic write here
+        writing.write_text("written by the other run")
+        run_video_depth_anything(str(video), str(out), **kwargs)
+        assert writing.exists() and not killed.exists()
+    assert (out / "notes.txt").read_text() == "written by the other run"
+    assert [r["frame_index"] for r in read_lines(out / "depth.ndjson")] == [0, 1]
 
 
 def test_region_labels_in_point_clouds(tmp_path, tiny_vda_checkpoint):
