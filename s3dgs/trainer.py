@@ -101,13 +101,15 @@ class Trainer:
             return {}
         if all(v.prior is None for v in self.scene.train):
             depth_dir = resolve_data(self.cfg)[1]
-            stem = self.scene.train[0].stem
-            if not any((depth_dir / f"{v.stem}.png").exists() for v in self.scene.train):
-                there = sorted(p.name for p in depth_dir.iterdir() if not p.name.startswith("."))
+            key = self.scene.train[0].key
+            if not any((depth_dir / f"{v.key}.png").exists() for v in self.scene.train):
+                there = sorted(p.relative_to(depth_dir).as_posix() for p in depth_dir.rglob("*")
+                               if p.is_file() and not p.name.startswith("."))
                 example = next((n for n in there if n.endswith(".png")), there[0]) if there else None
                 found = f"found e.g. {example}" if example else "it is empty"
                 raise TrainError(f"depth_dir {depth_dir}: no depth PNG matches a training image (expected "
-                                 f"<image stem>.png, e.g. {stem}.png; {found}); rename the priors, point depth_dir at "
+                                 f"<image key>.png, e.g. {key}.png; {found}); make the priors with "
+                                 "python -m preprocess.generate_depth on the scene's image folder, point depth_dir at "
                                  "the right folder, or set lambda_depth=0")
             raise TrainError(f"depth_dir {depth_dir}: none of the {len(self.scene.train)} training images has a usable "
                              "prior (see the warning above); regenerate them with python -m preprocess.generate_depth "
@@ -120,7 +122,7 @@ class Trainer:
                 if not isinstance(fit, str):
                     self.alignment_ran = "per_sequence"
                     log.info("depth_loss=anchored: one alignment for the sequence, scale %.4g offset %.4g", *fit)
-                    return {v.stem: fit for v in self.scene.train if v.prior is not None}
+                    return {v.key: fit for v in self.scene.train if v.prior is not None}
                 log.warning("depth_loss.alignment=per_sequence: the pooled fit to the sparse points is unreliable "
                             "(%s); aligning each view on its own instead", fit)
             return alignment.anchored_alignments(self.scene.train, self.scene.points, kind, self.cfg.seed,
@@ -136,7 +138,7 @@ class Trainer:
                                  "inverse depth: use depth_loss=anchored (default), ssi or pearson")
             k = alignment.metric_scale(self.scene.train, self.scene.points)
             log.info("depth_loss=l1: %.4g metres per scene unit", k)
-            return {v.stem: (k, 0.0) for v in self.scene.train}
+            return {v.key: (k, 0.0) for v in self.scene.train}
         if name not in ("ssi", "pearson"):
             raise TrainError(f"depth_loss.name={name!r}: use anchored, ssi, pearson, l1 or sparse")
         return {}
@@ -236,7 +238,7 @@ class Trainer:
         dl = self.cfg.depth_loss
         robust = ({"robust_c": dl.robust_c, "grad_weight": dl.grad_weight, "quant_step": view.prior_step}
                   if dl.name == "anchored" else {})
-        return depth_loss(dl.name, r, view.prior.to(dev), mask, self.depth_align.get(view.stem), **robust)
+        return depth_loss(dl.name, r, view.prior.to(dev), mask, self.depth_align.get(view.key), **robust)
 
     def target(self, view: View, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Training image ``[1, H, W, 3]`` and the background ``[3]`` to render it on: the scene's, or with
@@ -313,9 +315,10 @@ class Trainer:
                  "views_with_prior": sum(v.prior is not None for v in self.scene.train),
                  "views_anchored": len(self.depth_align) if name in ("anchored", "sparse") else 0,
                  "train_views": len(self.scene.train)}
+        views = metrics.pop("views")  # last in metrics.json: the long per-view table
         return metrics | {"num_gaussians": len(st.params["means"]), "train_seconds": round(st.train_seconds, 2),
                           "steps": st.step, "lambda_depth": cfg.lambda_depth, "depth_loss": name, "depth": depth,
-                          "num_train_views": len(self.scene.train), "device": str(self.device)}
+                          "num_train_views": len(self.scene.train), "device": str(self.device), "views": views}
 
     def write_outputs(self, st: State) -> dict[str, Any]:
         """Write ``point_cloud.ply`` and ``ckpt.pt`` first (a failing evaluation never loses the model), then
