@@ -121,9 +121,9 @@ class StopRequest:
 def stop_at_step_boundary() -> Iterator[StopRequest]:
     """Within the block the first SIGINT only sets ``requested`` (the loop stops and checkpoints at the next step
     boundary); a second one raises KeyboardInterrupt at once. Outside the main thread (where Python cannot
-    take signals) nothing changes."""
+    take signals) or where SIGINT is ignored (a job started in the background) nothing changes."""
     stop = StopRequest()
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield stop
         return
 

@@ -187,7 +187,8 @@ class Trainer:
         train = self.scene.train
         names = "\n".join(f"{v.name} {v.width}x{v.height}" for v in train)
         digest = hashlib.sha1(names.encode()).hexdigest()[:8]
-        views = f"{len(train)} views at {train[0].width}x{train[0].height} ({train[0].name}..{train[-1].name}, #{digest})"
+        first, last = train[0], train[-1]
+        views = f"{len(train)} views at {first.width}x{first.height} ({first.name}..{last.name}, #{digest})"
         strategy = OmegaConf.to_container(self.cfg.strategy, resolve=True)
         return ({"training views": views, "sh_degree": self.cfg.sh_degree}
                 | {f"strategy.{k}": v for k, v in strategy.items() if k != "verbose"})
