@@ -13,6 +13,7 @@ densifies, so a checkpoint is only ever written between two steps.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -21,8 +22,10 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from preprocess.atomic_io import atomic_path
+from s3dgs.data.scene import View
 from s3dgs.errors import TrainError
 
 FORMAT = 2  # 1: no RNG states, no view order, no run facts (s3dgs before issue 13)
@@ -39,6 +42,18 @@ class State:
     order_left: list[int] = field(default_factory=list)  # the current epoch's views still to train, popped from the end
     step: int = 0
     train_seconds: float = 0.0
+
+
+def run_facts(cfg: DictConfig, train: list[View]) -> dict[str, Any]:
+    """What a resumed run must share with its checkpoint: the training views ``train`` (names and sizes), the SH
+    degree and every strategy setting (``steps`` may grow)."""
+    names = "\n".join(f"{v.name} {v.width}x{v.height}" for v in train)
+    digest = hashlib.sha1(names.encode()).hexdigest()[:8]
+    first, last = train[0], train[-1]
+    views = f"{len(train)} views at {first.width}x{first.height} ({first.name}..{last.name}, #{digest})"
+    strategy = OmegaConf.to_container(cfg.strategy, resolve=True)
+    return ({"training views": views, "sh_degree": cfg.sh_degree}
+            | {f"strategy.{k}": v for k, v in strategy.items() if k != "verbose"})
 
 
 def rng_states(device: torch.device) -> dict[str, Any]:

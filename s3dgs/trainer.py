@@ -6,7 +6,6 @@ config and writes ``metrics.json``, ``point_cloud.ply``, ``ckpt.pt`` and ``rende
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
@@ -15,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 from preprocess.atomic_io import atomic_write_json
@@ -181,27 +180,16 @@ class Trainer:
         lr = self.cfg.lr
         return lr.means * self.extent * (lr.means_final / lr.means) ** (step / self.cfg.steps)
 
-    def run_facts(self) -> dict[str, Any]:
-        """What a resumed run must share with its checkpoint: the training views (names and sizes), the SH
-        degree and every strategy setting (``steps`` may grow)."""
-        train = self.scene.train
-        names = "\n".join(f"{v.name} {v.width}x{v.height}" for v in train)
-        digest = hashlib.sha1(names.encode()).hexdigest()[:8]
-        first, last = train[0], train[-1]
-        views = f"{len(train)} views at {first.width}x{first.height} ({first.name}..{last.name}, #{digest})"
-        strategy = OmegaConf.to_container(self.cfg.strategy, resolve=True)
-        return ({"training views": views, "sh_degree": self.cfg.sh_degree}
-                | {f"strategy.{k}": v for k, v in strategy.items() if k != "verbose"})
-
     def save_checkpoint(self, st: State) -> None:
-        checkpoint.save_checkpoint(self.out_dir / "ckpt.pt", st, self.run_facts(), self.device)
+        checkpoint.save_checkpoint(self.out_dir / "ckpt.pt", st, checkpoint.run_facts(self.cfg, self.scene.train),
+                                   self.device)
 
     def load_checkpoint(self, path: Path, resume: bool = True) -> State:
         """The state in ``path``; with ``resume``, checked against this config and with every RNG restored (a
         continued run draws what the uninterrupted one would have); without, the model only (evaluation)."""
         ck = checkpoint.read_checkpoint(path)
         if resume:
-            checkpoint.check_resumable(path, ck, self.run_facts(), self.cfg.steps)
+            checkpoint.check_resumable(path, ck, checkpoint.run_facts(self.cfg, self.scene.train), self.cfg.steps)
         params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in ck["params"].items()}).to(self.device)
         st = self._state_for(params, torch.Generator())
         if resume:
