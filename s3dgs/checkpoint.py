@@ -4,7 +4,7 @@ A checkpoint holds the parameters, Adam's state, the densification strategy's st
 generator the run draws from (the training-view generator, torch's global CPU generator that gsplat's
 strategies use, CUDA's on CUDA, NumPy's, which gsplat samples with beyond 2^24 Gaussians), the rest of the
 current epoch's view order, and the facts a resumed config must share with it (:func:`run_facts`).
-The means' learning rate is not stored: it is a function of the step and the current config.
+Learning rates are not restored: they are the current config's (the means' a function of the step).
 
 Ctrl-C is handled by :func:`stop_at_step_boundary`: gsplat replaces the parameters one at a time while it
 densifies, so a checkpoint is only ever written between two steps.
