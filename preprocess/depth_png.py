@@ -1,10 +1,11 @@
 """16-bit depth PNGs and their sidecar ``depth_meta.json``: the contract between preprocess and training.
 
-The prior for image ``<stem>.<ext>`` is ``<stem>.png`` in the output folder: one channel, uint16,
-the image's width x height as stored (EXIF orientation ignored, see docs/formats.md). A 16-bit value
-``v`` maps back to the model's float output ``x = min + v / 65535 * (max - min)``, with ``min``/``max``
-recorded per image in ``depth_meta.json``. ``kind`` says what ``x`` is: ``inverse_depth`` (relative,
-larger = nearer, unknown scale and shift) or ``depth`` (metric, metres). See docs/formats.md.
+The prior for image ``<stem>.<ext>`` is ``<key>.png`` in the output folder (:func:`prior_keys`: the key is
+the stem, or the image's relative path when stems repeat across subfolders): one channel, uint16, the
+image's width x height as stored (EXIF orientation ignored, see docs/formats.md). A 16-bit value ``v`` maps
+back to the model's float output ``x = min + v / 65535 * (max - min)``, with ``min``/``max`` recorded per
+image in ``depth_meta.json``. ``kind`` says what ``x`` is: ``inverse_depth`` (relative, larger = nearer,
+unknown scale and shift) or ``depth`` (metric, metres). See docs/formats.md.
 
 Several writers may share one folder (``--shard K/N`` jobs of a Slurm array): :func:`update_meta`
 merges their entries into the single ``depth_meta.json`` under an exclusive lock on the hidden file
@@ -17,9 +18,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import cv2
@@ -60,6 +62,27 @@ def quantize(values: np.ndarray, vmin: float | None = None, vmax: float | None =
     return np.clip(q, 0, MAX16).astype(np.uint16), float(vmin), float(vmax)
 
 
+def prior_keys(names: Sequence[str]) -> list[str]:
+    """The key of each image (``names``: paths relative to an image folder, POSIX) in a depth folder: its prior is
+    ``<key>.png`` and its depth_meta.json entry ``images.<key>``. The key is the stem when every stem is unique,
+    else the path without extension relative to the deepest folder holding every image (Blender's
+    ``train/r_0.png`` and ``test/r_0.png`` -> ``train/r_0``, ``test/r_0``), so it does not depend on which
+    ancestor folder was listed. Raises :class:`DepthFileError` when two images still share a key."""
+    paths = [PurePosixPath(n) for n in names]
+    keys = [p.stem for p in paths]
+    if len(set(keys)) < len(keys):
+        root = os.path.commonpath([p.parent.as_posix() for p in paths])
+        keys = [p.relative_to(root).with_suffix("").as_posix() if root else p.with_suffix("").as_posix()
+                for p in paths]
+    first: dict[str, str] = {}
+    for name, key in zip(names, keys):
+        if key in first:
+            raise DepthFileError(f"{name}: same name as {first[key]} but for the extension: both would write "
+                                 f"{key}.png (depth prior); rename one of them")
+        first[key] = name
+    return keys
+
+
 def dequantize(png: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
     """Inverse of :func:`quantize`: uint16 ``[H, W]`` -> float32 ``[H, W]`` in the model's units."""
     return (vmin + png.astype(np.float64) / MAX16 * (vmax - vmin)).astype(np.float32)
@@ -98,7 +121,7 @@ def read_depth_png(path: str | Path) -> np.ndarray:
 class DepthMeta:
     """Contents of ``depth_meta.json``: what the 16-bit values in one folder mean.
 
-    ``images`` maps an image stem to ``{"min": float, "max": float, "width": int, "height": int,
+    ``images`` maps an image's key (:func:`prior_keys`) to ``{"min": float, "max": float, "width": int, "height": int,
     "source": file name}``; ``extra`` holds backend details (Space id, input size, quantisation note).
     """
 
@@ -125,12 +148,12 @@ class DepthMeta:
                 return f"{stem!r} has min {lo!r} and max {hi!r}, not finite numbers with min <= max"
         return None
 
-    def to_float(self, stem: str, png: np.ndarray) -> np.ndarray:
-        """Decode image ``stem``'s uint16 map to float32 in the model's units."""
+    def to_float(self, key: str, png: np.ndarray) -> np.ndarray:
+        """Decode image ``key``'s uint16 map to float32 in the model's units."""
         try:
-            rec = self.images[stem]
+            rec = self.images[key]
         except KeyError:
-            raise DepthFileError(f"{META_NAME}: no entry for {stem!r}; rerun preprocess.generate_depth") from None
+            raise DepthFileError(f"{META_NAME}: no entry for {key!r}; rerun preprocess.generate_depth") from None
         return dequantize(png, rec["min"], rec["max"])
 
     def save(self, folder: str | Path) -> None:

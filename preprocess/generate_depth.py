@@ -1,9 +1,10 @@
 """Depth priors for a folder of images: ``python -m preprocess.generate_depth IMAGES_DIR OUTPUT_DIR``.
 
-Writes one 16-bit PNG per image (same stem, same width x height as the stored pixels: EXIF orientation
-is ignored) and ``depth_meta.json`` (see docs/formats.md). Resumable: outputs that exist, decode as
-16-bit PNGs of the right size and have a depth_meta.json entry are skipped; every write is atomic.
-``--shard K/N`` lets N jobs share one folder.
+Writes one 16-bit PNG per image (same width x height as the stored pixels: EXIF orientation is ignored) and ``depth_meta.json`` (see
+docs/formats.md). Images in subfolders are included; each output is named after the image's key
+(``preprocess.depth_png.prior_keys``: its stem, or its relative path ``train/r_0.png`` when stems repeat).
+Resumable: outputs that exist, decode as 16-bit PNGs of the right size and have a depth_meta.json entry are
+skipped; every write is atomic. ``--shard K/N`` lets N jobs share one folder.
 
 Python API: ``from preprocess import generate_depth; summary = generate_depth(images_dir, output_dir, ...)``
 (this module is itself callable, so ``preprocess.generate_depth`` is both the CLI module and the function).
@@ -27,10 +28,10 @@ import numpy as np
 from preprocess.atomic_io import LIVE_TEMP_AGE_S, TEMP_PREFIX, remove_stale_temps
 from preprocess.backends import (BACKENDS, DEFAULT_MODEL, DEFAULT_SPACE, BackendError, BackendOptions, DepthBackend,
                                  RunStopped, make_backend)
-from preprocess.depth_png import (META_NAME, DepthFileError, DepthMeta, quantize, read_depth_png, update_meta,
-                                  write_depth_png)
-from preprocess.images import (IMAGE_EXTENSIONS, ImageReadError, InputError, check_unique_stems, list_images,
-                               image_size, parse_shard, select_shard)
+from preprocess.depth_png import (META_NAME, DepthFileError, DepthMeta, prior_keys, quantize, read_depth_png,
+                                  update_meta, write_depth_png)
+from preprocess.images import (IMAGE_EXTENSIONS, ImageReadError, InputError, list_images, image_size, parse_shard,
+                               select_shard)
 
 META_FLUSH_S = 2.0          # how often finished entries are merged into depth_meta.json
 
@@ -55,7 +56,7 @@ class Summary:
     total: int
     done: int = 0
     skipped: int = 0
-    failed: dict[str, str] = field(default_factory=dict)   # image file name -> error
+    failed: dict[str, str] = field(default_factory=dict)   # image name (relative path if stems repeat) -> error
     stopped: str | None = None
     seconds: float = 0.0        # whole run, including model loading / connecting
     predict_seconds: float = 0.0  # the prediction loop only
@@ -108,30 +109,41 @@ def prepare_output_dir(output_dir: str | Path, images_dir: Path) -> tuple[Path, 
     return out, created
 
 
-def is_done(out: Path, image: Path, meta: DepthMeta | None) -> bool:
-    """True if ``image``'s output exists, has a meta entry, and decodes as a 16-bit PNG of the image's size."""
-    if meta is None or image.stem not in meta.images:
+def image_keys(images: list[Path], images_dir: Path) -> dict[Path, str]:
+    """Each image's key in the output folder (:func:`preprocess.depth_png.prior_keys`); :class:`InputError` when
+    two images would write the same output."""
+    try:
+        return dict(zip(images, prior_keys([p.relative_to(images_dir).as_posix() for p in images])))
+    except DepthFileError as e:
+        raise InputError(str(e)) from None
+
+
+def is_done(out: Path, image: Path, key: str, meta: DepthMeta | None) -> bool:
+    """True if ``image``'s output ``<key>.png`` exists, has a meta entry, and decodes as a 16-bit PNG of the
+    image's size."""
+    if meta is None or key not in meta.images:
         return False
     try:
-        png = read_depth_png(out / f"{image.stem}.png")
+        png = read_depth_png(out / f"{key}.png")
         w, h = image_size(image)
     except (DepthFileError, ImageReadError):
         return False
     return png.shape == (h, w)
 
 
-def verify_outputs(out: Path, images: list[Path], num_samples: int) -> VerifyReport:
+def verify_outputs(out: Path, images: list[Path], keys: dict[Path, str], num_samples: int) -> VerifyReport:
     """Check ``num_samples`` evenly spaced outputs of ``images``: 16-bit, right size, not constant, not all zeros,
     has a meta entry. Images without an output (failed ones) are not sampled."""
     report = VerifyReport()
     meta = DepthMeta.load(out)
-    images = [p for p in images if (out / f"{p.stem}.png").exists()]
+    images = [p for p in images if (out / f"{keys[p]}.png").exists()]
     if not images or num_samples < 1:
         report.problems.append(f"{out}: no outputs to verify")
         return report
     step = len(images) / min(num_samples, len(images))
     for image in [images[math.floor(i * step)] for i in range(min(num_samples, len(images)))]:
-        path = out / f"{image.stem}.png"
+        key = keys[image]
+        path = out / f"{key}.png"
         try:
             png = read_depth_png(path)
             w, h = image_size(image)
@@ -145,10 +157,10 @@ def verify_outputs(out: Path, images: list[Path], num_samples: int) -> VerifyRep
             problems.append("all zeros")
         elif png.min() == png.max():
             problems.append("constant")
-        if meta is None or image.stem not in meta.images:
+        if meta is None or key not in meta.images:
             problems.append(f"no entry in {META_NAME}")
-        rec = meta.images.get(image.stem, {}) if meta is not None else {}
-        report.lines.append(f"  {path.name}: {png.shape[1]}x{png.shape[0]} uint16, values {png.min()}..{png.max()} "
+        rec = meta.images.get(key, {}) if meta is not None else {}
+        report.lines.append(f"  {key}.png: {png.shape[1]}x{png.shape[0]} uint16, values {png.min()}..{png.max()} "
                             f"mean {png.mean():.0f}, {len(set(png.ravel().tolist()))} levels, "
                             f"{meta.kind if meta else '?'} {rec.get('min', float('nan')):.4g}.."
                             f"{rec.get('max', float('nan')):.4g}"
@@ -172,8 +184,9 @@ def generate_depth(images_dir: str | Path, output_dir: str | Path, *, backend: s
     """
     start = time.perf_counter()
     images_dir = Path(images_dir)
-    images = list_images(images_dir)
-    check_unique_stems(images)
+    inside = Path(output_dir).resolve()  # an output folder inside the input folder holds no inputs
+    images = [p for p in list_images(images_dir) if inside not in p.resolve().parents]
+    keys = image_keys(images, images_dir)
     k, n = parse_shard(shard)
     runner = make_backend(backend, BackendOptions(model=model, device=device, batch_size=batch_size,
                                                   space=space, hf_token=hf_token, checkpoint_root=checkpoint_root,
@@ -184,24 +197,29 @@ def generate_depth(images_dir: str | Path, output_dir: str | Path, *, backend: s
     mine = select_shard(images, (k, n))
     out, created = prepare_output_dir(output_dir, images_dir)
     try:
-        summary = _run(runner, mine, out, overwrite, sharded=n > 1, quiet=quiet)
+        summary = _run(runner, mine, keys, out, overwrite, sharded=n > 1, quiet=quiet)
     except BaseException:
         if created and not any(out.iterdir()):
             out.rmdir()  # a run that failed before writing anything leaves no empty folder behind
         raise
     summary.seconds = time.perf_counter() - start
     if verify:
-        summary.verify = verify_outputs(out, mine, num_samples)
+        summary.verify = verify_outputs(out, mine, keys, num_samples)
     if not quiet:
         print("\n".join(summary.lines()))
     return summary
 
 
-def _run(runner: DepthBackend, mine: list[Path], out: Path, overwrite: bool, sharded: bool, quiet: bool) -> Summary:
-    """Skip finished images, run the backend on the rest, write PNGs and merge depth_meta.json entries."""
+def _run(runner: DepthBackend, mine: list[Path], keys: dict[Path, str], out: Path, overwrite: bool, sharded: bool,
+         quiet: bool) -> Summary:
+    """Skip finished images, run the backend on the rest, write PNGs ``<key>.png`` and merge depth_meta.json
+    entries."""
     from tqdm import tqdm
 
-    remove_stale_temps(out, LIVE_TEMP_AGE_S if sharded else 0)  # shards write side by side
+    folders = sorted({(out / keys[p]).parent for p in mine})
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(folder, LIVE_TEMP_AGE_S if sharded else 0)  # shards write side by side
     summary = Summary(output_dir=out, total=len(mine))
 
     existing = DepthMeta.load(out)
@@ -209,7 +227,7 @@ def _run(runner: DepthBackend, mine: list[Path], out: Path, overwrite: bool, sha
         raise DepthFileError(f"{out / META_NAME}: holds {existing.backend} priors from {existing.model}, this run "
                              f"makes {runner.name} priors from {runner.model}; use another output folder or "
                              "--overwrite")
-    pending = list(mine) if overwrite else [p for p in mine if not is_done(out, p, existing)]
+    pending = list(mine) if overwrite else [p for p in mine if not is_done(out, p, keys[p], existing)]
     if runner.normalization == "per_sequence" and pending:
         pending = list(mine)
     summary.skipped = len(mine) - len(pending)
@@ -218,7 +236,7 @@ def _run(runner: DepthBackend, mine: list[Path], out: Path, overwrite: bool, sha
         with runner:
             header = DepthMeta(backend=runner.name, model=runner.model, kind=runner.kind,
                                relative=runner.kind == "inverse_depth", units=runner.units, extra=runner.extra)
-            update_meta(out, header, {}, drop=[p.stem for p in pending], replace=overwrite)
+            update_meta(out, header, {}, drop=[keys[p] for p in pending], replace=overwrite)
             entries: dict[str, dict] = {}
             last_flush = loop_start = time.monotonic()
             bar = tqdm(total=len(pending), unit="img", desc=f"depth ({runner.name})", disable=quiet,
@@ -226,8 +244,9 @@ def _run(runner: DepthBackend, mine: list[Path], out: Path, overwrite: bool, sha
             try:
                 for result in runner.predict(pending):
                     bar.update(1)
+                    key = keys[result.path]
                     if result.error is not None:
-                        summary.failed[result.path.name] = result.error
+                        summary.failed[key + result.path.suffix] = result.error
                         bar.write(f"warning: {result.error}", file=sys.stderr)
                         continue
                     if "warning" in result.info:
@@ -239,9 +258,9 @@ def _run(runner: DepthBackend, mine: list[Path], out: Path, overwrite: bool, sha
                         continue
                     vmin, vmax = result.value_range or (None, None)
                     png, lo, hi = quantize(result.depth, vmin, vmax)
-                    write_depth_png(out / f"{result.path.stem}.png", png)
-                    entries[result.path.stem] = {"min": lo, "max": hi, "width": png.shape[1], "height": png.shape[0],
-                                                 "source": result.path.name, **result.info}
+                    write_depth_png(out / f"{key}.png", png)
+                    entries[key] = {"min": lo, "max": hi, "width": png.shape[1], "height": png.shape[0],
+                                    "source": key + result.path.suffix, **result.info}
                     summary.done += 1
                     if time.monotonic() - last_flush > META_FLUSH_S:
                         update_meta(out, header, entries)

@@ -25,7 +25,8 @@ class ImageReadError(ValueError):
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """Sorted image files directly in ``folder`` (extensions in :data:`IMAGE_EXTENSIONS`, any case).
+    """Sorted image files in ``folder`` and its subfolders (extensions in :data:`IMAGE_EXTENSIONS`, any case;
+    hidden files and folders skipped).
 
     Raises :class:`InputError` if the folder is missing, not a folder, empty, or holds no images.
     """
@@ -34,23 +35,14 @@ def list_images(folder: str | Path) -> list[Path]:
         raise InputError(f"{folder}: input folder does not exist; pass the folder that holds your images")
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder; pass the folder that holds your images")
-    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    entries = sorted(p for p in folder.rglob("*") if not any(part.startswith(".")
+                                                              for part in p.relative_to(folder).parts))
     if not entries:
         raise InputError(f"{folder}: input folder is empty; put your images ({', '.join(IMAGE_EXTENSIONS)}) in it")
     images = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
     if not images:
         raise InputError(f"{folder}: no images found; accepted extensions (any case): {', '.join(IMAGE_EXTENSIONS)}")
     return images
-
-
-def check_unique_stems(images: list[Path]) -> None:
-    """Raise :class:`InputError` if two images share a stem (``a.jpg`` and ``a.png`` would both write ``a.png``)."""
-    seen: dict[str, Path] = {}
-    for p in images:
-        if p.stem in seen:
-            raise InputError(f"{p}: same name as {seen[p.stem].name}, both would write {p.stem}.png; "
-                             "rename one of them")
-        seen[p.stem] = p
 
 
 def parse_shard(spec: str | None) -> tuple[int, int]:

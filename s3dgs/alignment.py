@@ -84,7 +84,7 @@ def sparse_alignments(views: list[View], points: torch.Tensor) -> dict[str, tupl
         pv, z, _ = _seen_points(v, points)
         fit = median_mad_fit(pv, 1.0 / z)
         if fit is not None and fit[0] > 0:
-            fits[v.stem] = fit
+            fits[v.key] = fit
     if fits:
         med = torch.tensor([s for s, _ in fits.values()]).median().item()
         fits = {k: f for k, f in fits.items() if 0.2 * med <= f[0] <= 5 * med}
@@ -175,14 +175,14 @@ def anchored_alignments(views: list[View], points: torch.Tensor, kind: str, seed
         if v.prior is None:
             continue
         if len(points) == 0:
-            failed[v.stem] = "the dataset has no sparse points"
+            failed[v.key] = "the dataset has no sparse points"
             continue
         pv, z, _ = _seen_points(v, points)
         fit = anchored_fit(pv, 1.0 / z if kind == "inverse_depth" else z, gen, threshold, min_inlier_ratio)
         if isinstance(fit, str):
-            failed[v.stem] = fit
+            failed[v.key] = fit
         else:
-            fits[v.stem] = fit
+            fits[v.key] = fit
     if failed:
         why = ", ".join(f"{n} {reason}" for reason, n in Counter(failed.values()).most_common())
         log.warning("depth_loss=anchored: %d of %d views with a prior have no reliable fit to the sparse points "

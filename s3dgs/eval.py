@@ -28,7 +28,8 @@ from preprocess.depth_png import DepthFileError
 from preprocess.video_depth.vis import Mp4Writer
 from s3dgs.data.frames import DataError
 from s3dgs.data.scene import View
-from s3dgs.trainer import State, Trainer, TrainError
+from s3dgs.checkpoint import State
+from s3dgs.trainer import Trainer, TrainError
 
 TRAINING_FIELDS = ("train_seconds", "device")  # kept from the run's metrics.json: facts of training, not of eval
 
@@ -103,7 +104,7 @@ def evaluate_run(run_dir: str | Path, video: bool = True, frames: int = 120, fps
         raise EvalError(f"{ckpt} not found: the run stopped before saving a model; pass a finished run's folder "
                         f"or train again into it (python -m s3dgs.train hydra.run.dir={run_dir} ...)")
     trainer = Trainer(cfg, run_dir)
-    st = trainer.load_checkpoint(ckpt)
+    st = trainer.load_checkpoint(ckpt, resume=False)
     metrics = trainer.evaluate(st, run_dir / "renders" if cfg.save_renders else None)
     metrics_path = run_dir / "metrics.json"
     old = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}

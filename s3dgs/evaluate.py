@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -43,34 +43,37 @@ def view_metrics(rgb: torch.Tensor, view: View, depth: torch.Tensor, masked: boo
 
 
 @torch.no_grad()
-def evaluate_views(render_fn: RenderFn, views: list[View], renders_dir: Path | None = None) -> dict[str, float]:
+def evaluate_views(render_fn: RenderFn, views: list[View], renders_dir: Path | None = None
+                   ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Means over ``views`` of :func:`view_metrics` (the masked metrics when any view has a mask; depth
-    metrics when every view has ground truth), and ``num_views``. With ``renders_dir``, also writes
-    ``<renders_dir>/<stem>.png`` per view (:func:`save_side_by_side`)."""
+    metrics when every view has ground truth), and ``num_views``; and the metrics of each view by its key.
+    With ``renders_dir``, also writes ``<renders_dir>/<key>.png`` per view (:func:`save_side_by_side`)."""
     masked = any(v.mask is not None for v in views)
-    if renders_dir is not None:
-        renders_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows = {}
     for v in views:
         rgb, depth = render_fn(v)
         rgb, depth = rgb.clamp(0, 1), depth[0].cpu()
-        rows.append(view_metrics(rgb, v, depth, masked))
+        rows[v.key] = view_metrics(rgb, v, depth, masked)
         if renders_dir is not None:
-            save_side_by_side(renders_dir / f"{v.stem}.png", rgb[0].cpu(), v.image, depth)
-    keys = set.intersection(*(set(r) for r in rows)) if rows else set()
-    return {k: float(np.mean([r[k] for r in rows])) for k in sorted(keys)} | {"num_views": len(rows)}
+            path = renders_dir / f"{v.key}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_side_by_side(path, rgb[0].cpu(), v.image, depth)
+    keys = set.intersection(*(set(r) for r in rows.values())) if rows else set()
+    means = {k: float(np.mean([r[k] for r in rows.values()])) for k in sorted(keys)}
+    return means | {"num_views": len(rows)}, rows
 
 
-def evaluate_scene(render_fn: RenderFn, scene: Scene, renders_dir: Path | None = None) -> dict[str, dict[str, float]]:
-    """``{"test": ..., "train": ...}``, each :func:`evaluate_views`; ``renders_dir`` gets the test views'
-    PNGs. Without test views only ``train`` (with a warning)."""
-    metrics = {}
+def evaluate_scene(render_fn: RenderFn, scene: Scene, renders_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+    """``{"test": ..., "train": ..., "views": {"test": {key: ...}, "train": ...}}``: each split's means and each
+    view's metrics (:func:`evaluate_views`); ``renders_dir`` gets the test views' PNGs. Without test views only
+    ``train`` (with a warning)."""
+    metrics: dict[str, Any] = {"views": {}}
     if scene.test:
-        metrics["test"] = evaluate_views(render_fn, scene.test, renders_dir)
+        metrics["test"], metrics["views"]["test"] = evaluate_views(render_fn, scene.test, renders_dir)
     else:
         log.warning("no test views (data.test_every=0 or too few images): metrics are on training views")
-    metrics["train"] = evaluate_views(render_fn, scene.train)
-    return metrics
+    metrics["train"], metrics["views"]["train"] = evaluate_views(render_fn, scene.train)
+    return {k: metrics[k] for k in ("test", "train", "views") if k in metrics}
 
 
 def percentiles(x: torch.Tensor, q: tuple[float, ...]) -> list[float]:

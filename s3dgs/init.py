@@ -106,13 +106,13 @@ def backproject(depth: torch.Tensor, valid: torch.Tensor, image: torch.Tensor, K
 def prior_points(scene: Scene, fits: dict[str, tuple[float, float]], per_view: int, generator: torch.Generator
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Coloured points ``[m, 3]``, ``[m, 3]`` back-projected from each training view's prior mapped by its
-    ``fits[stem] = (scale, offset)`` onto the sparse points' inverse depth (relative priors) or depth (metric
+    ``fits[key] = (scale, offset)`` onto the sparse points' inverse depth (relative priors) or depth (metric
     priors); views without a fit add none."""
     pts, rgb = [torch.zeros(0, 3)], [torch.zeros(0, 3)]
     for v in scene.train:
-        if v.stem not in fits:
+        if v.key not in fits:
             continue
-        scale, offset = fits[v.stem]
+        scale, offset = fits[v.key]
         q = scale * v.prior + offset
         depth = 1.0 / q.clamp_min(1e-12) if scene.prior_kind == "inverse_depth" else q
         ok = v.prior_valid & (q > 0) & (True if v.mask is None else v.mask)

@@ -9,16 +9,17 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
-from preprocess.atomic_io import atomic_path, atomic_write_json
-from s3dgs import alignment, example
+from preprocess.atomic_io import atomic_write_json
+from s3dgs import alignment, checkpoint, example
+from s3dgs.checkpoint import State
 from s3dgs.data.scene import Scene, View, load_scene
 from s3dgs.errors import TrainError
 from s3dgs.evaluate import evaluate_scene
@@ -51,24 +52,12 @@ def resolve_data(cfg: DictConfig) -> tuple[Path, Path | None]:
     return data_dir, (guess if guess.is_dir() else None)
 
 
-@dataclass
-class State:
-    """Everything a checkpoint holds."""
-
-    params: torch.nn.ParameterDict
-    optimizers: dict[str, torch.optim.Adam]
-    means_lr: torch.optim.lr_scheduler.ExponentialLR
-    strategy_state: dict[str, Any]
-    order: torch.Generator  # draws the training views
-    step: int = 0
-    train_seconds: float = 0.0
-
-
 class Trainer:
     def __init__(self, cfg: DictConfig, out_dir: Path):
         self.cfg, self.out_dir = cfg, out_dir
         self.device = pick_device(cfg.device)
         torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)  # gsplat samples with NumPy beyond 2^24 Gaussians
         if cfg.steps < 1:
             raise TrainError(f"steps={cfg.steps}: must be at least 1")
         data_dir, depth_dir = resolve_data(cfg)
@@ -101,13 +90,15 @@ class Trainer:
             return {}
         if all(v.prior is None for v in self.scene.train):
             depth_dir = resolve_data(self.cfg)[1]
-            stem = self.scene.train[0].stem
-            if not any((depth_dir / f"{v.stem}.png").exists() for v in self.scene.train):
-                there = sorted(p.name for p in depth_dir.iterdir() if not p.name.startswith("."))
+            key = self.scene.train[0].key
+            if not any((depth_dir / f"{v.key}.png").exists() for v in self.scene.train):
+                there = sorted(p.relative_to(depth_dir).as_posix() for p in depth_dir.rglob("*")
+                               if p.is_file() and not p.name.startswith("."))
                 example = next((n for n in there if n.endswith(".png")), there[0]) if there else None
                 found = f"found e.g. {example}" if example else "it is empty"
                 raise TrainError(f"depth_dir {depth_dir}: no depth PNG matches a training image (expected "
-                                 f"<image stem>.png, e.g. {stem}.png; {found}); rename the priors, point depth_dir at "
+                                 f"<image key>.png, e.g. {key}.png; {found}); make the priors with "
+                                 "python -m preprocess.generate_depth on the scene's image folder, point depth_dir at "
                                  "the right folder, or set lambda_depth=0")
             raise TrainError(f"depth_dir {depth_dir}: none of the {len(self.scene.train)} training images has a usable "
                              "prior (see the warning above); regenerate them with python -m preprocess.generate_depth "
@@ -120,7 +111,7 @@ class Trainer:
                 if not isinstance(fit, str):
                     self.alignment_ran = "per_sequence"
                     log.info("depth_loss=anchored: one alignment for the sequence, scale %.4g offset %.4g", *fit)
-                    return {v.stem: fit for v in self.scene.train if v.prior is not None}
+                    return {v.key: fit for v in self.scene.train if v.prior is not None}
                 log.warning("depth_loss.alignment=per_sequence: the pooled fit to the sparse points is unreliable "
                             "(%s); aligning each view on its own instead", fit)
             return alignment.anchored_alignments(self.scene.train, self.scene.points, kind, self.cfg.seed,
@@ -136,7 +127,7 @@ class Trainer:
                                  "inverse depth: use depth_loss=anchored (default), ssi or pearson")
             k = alignment.metric_scale(self.scene.train, self.scene.points)
             log.info("depth_loss=l1: %.4g metres per scene unit", k)
-            return {v.stem: (k, 0.0) for v in self.scene.train}
+            return {v.key: (k, 0.0) for v in self.scene.train}
         if name not in ("ssi", "pearson"):
             raise TrainError(f"depth_loss.name={name!r}: use anchored, ssi, pearson, l1 or sparse")
         return {}
@@ -168,42 +159,46 @@ class Trainer:
         return self._state_for(params, gen)
 
     def _state_for(self, params: torch.nn.ParameterDict, gen: torch.Generator) -> State:
-        lr = self.cfg.lr
-        lrs = {"means": lr.means * self.extent, "scales": lr.scales, "quats": lr.quats, "opacities": lr.opacities,
-               "sh0": lr.sh0, "shN": lr.shN}
-        optimizers = make_optimizers(params, lrs)
-        gamma = (lr.means_final / lr.means) ** (1.0 / self.cfg.steps)
-        sched = torch.optim.lr_scheduler.ExponentialLR(optimizers["means"], gamma=gamma)
+        optimizers = make_optimizers(params, self.learning_rates(0))
         self.strategy.check_sanity(params, optimizers)
         if isinstance(self.strategy, BudgetDefaultStrategy):
             strategy_state = self.strategy.initialize_state(scene_scale=self.extent)
         else:
             strategy_state = self.strategy.initialize_state()
-        return State(params, optimizers, sched, strategy_state, gen)
+        return State(params, optimizers, strategy_state, gen)
+
+    def learning_rates(self, step: int) -> dict[str, float]:
+        """Adam's learning rate per parameter at ``step`` (the config's; the means' decays, :meth:`means_lr`)."""
+        lr = self.cfg.lr
+        return {"means": self.means_lr(step), "scales": lr.scales, "quats": lr.quats, "opacities": lr.opacities,
+                "sh0": lr.sh0, "shN": lr.shN}
+
+    def means_lr(self, step: int) -> float:
+        """The means' learning rate at ``step``: ``lr.means x extent``, decayed exponentially to
+        ``lr.means_final x extent`` at ``steps`` (a function of the current config, so a resumed run with more
+        steps stretches the decay)."""
+        lr = self.cfg.lr
+        return lr.means * self.extent * (lr.means_final / lr.means) ** (step / self.cfg.steps)
 
     def save_checkpoint(self, st: State) -> None:
-        with atomic_path(self.out_dir / "ckpt.pt") as tmp:
-            torch.save({"step": st.step, "train_seconds": st.train_seconds,
-                        "params": {k: v.detach().cpu() for k, v in st.params.items()},
-                        "optimizers": {k: o.state_dict() for k, o in st.optimizers.items()},
-                        "means_lr": st.means_lr.state_dict(), "strategy_state": st.strategy_state,
-                        "order": st.order.get_state()}, tmp)
+        checkpoint.save_checkpoint(self.out_dir / "ckpt.pt", st, checkpoint.run_facts(self.cfg, self.scene.train),
+                                   self.device)
 
-    def load_checkpoint(self, path: Path) -> State:
-        try:
-            ck = torch.load(path, map_location="cpu", weights_only=False)
-        except (OSError, RuntimeError, EOFError) as e:
-            raise TrainError(f"{path}: not a readable checkpoint ({e}); delete it or set resume=false") from None
+    def load_checkpoint(self, path: Path, resume: bool = True) -> State:
+        """The state in ``path``; with ``resume``, checked against this config and with every RNG restored (a
+        continued run draws what the uninterrupted one would have); without, the model only (evaluation)."""
+        ck = checkpoint.read_checkpoint(path)
+        if resume:
+            checkpoint.check_resumable(path, ck, checkpoint.run_facts(self.cfg, self.scene.train), self.cfg.steps)
         params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in ck["params"].items()}).to(self.device)
-        gen = torch.Generator()
-        gen.set_state(ck["order"])
-        st = self._state_for(params, gen)
-        for k, o in st.optimizers.items():
-            o.load_state_dict(ck["optimizers"][k])
-        st.means_lr.load_state_dict(ck["means_lr"])
-        st.strategy_state = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in ck["strategy_state"].items()}
-        st.step, st.train_seconds = ck["step"], ck["train_seconds"]
-        log.info("resumed from %s at step %d", path, st.step)
+        st = self._state_for(params, torch.Generator())
+        if resume:
+            checkpoint.restore(st, ck, self.device)
+            for k, rate in self.learning_rates(st.step).items():  # the current config's, not the checkpoint's
+                st.optimizers[k].param_groups[0]["lr"] = rate
+            log.info("resumed from %s at step %d", path, st.step)
+        else:
+            st.step, st.train_seconds = ck["step"], ck["train_seconds"]
         return st
 
     # ------------------------------------------------------------ rendering and losses
@@ -236,7 +231,7 @@ class Trainer:
         dl = self.cfg.depth_loss
         robust = ({"robust_c": dl.robust_c, "grad_weight": dl.grad_weight, "quant_step": view.prior_step}
                   if dl.name == "anchored" else {})
-        return depth_loss(dl.name, r, view.prior.to(dev), mask, self.depth_align.get(view.stem), **robust)
+        return depth_loss(dl.name, r, view.prior.to(dev), mask, self.depth_align.get(view.key), **robust)
 
     def target(self, view: View, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Training image ``[1, H, W, 3]`` and the background ``[3]`` to render it on: the scene's, or with
@@ -254,6 +249,7 @@ class Trainer:
         """One optimisation step on ``view``: render, losses, backward, densification, Adam.
         Returns the loss and the rendered / target images and mask (for the progress bar)."""
         cfg = self.cfg
+        st.optimizers["means"].param_groups[0]["lr"] = self.means_lr(step)
         gt, bg = self.target(view, st.order)
         mask = None if view.mask is None else view.mask.to(self.device)[None]
         rgb, depth, alpha, info = self.render(st.params, view, min(step // self.sh_interval, cfg.sh_degree), bg)
@@ -269,35 +265,41 @@ class Trainer:
                                              packed=cfg.packed)
         else:
             self.strategy.step_post_backward(st.params, st.optimizers, st.strategy_state, step, info,
-                                             lr=st.means_lr.get_last_lr()[0])
+                                             lr=st.optimizers["means"].param_groups[0]["lr"])
         for opt in st.optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
-        st.means_lr.step()
         st.step = step + 1
         return loss.detach(), rgb.detach(), gt, mask
 
     def fit(self, st: State) -> None:
-        """Train from ``st.step`` to ``cfg.steps``, one random training view per step (each view once per epoch)."""
+        """Train from ``st.step`` to ``cfg.steps``, one random training view per step (each view once per epoch).
+        Ctrl-C stops at the next step boundary, writes ``ckpt.pt`` and raises KeyboardInterrupt."""
         cfg, train = self.cfg, self.scene.train
         use_depth = cfg.lambda_depth > 0 and self.scene.prior_kind is not None
-        order: list[int] = []
         bar = tqdm(range(st.step, cfg.steps), initial=st.step, total=cfg.steps, mininterval=1.0,
                    desc="train", dynamic_ncols=True)
         t0 = time.perf_counter()
         try:
-            for step in bar:
-                if not order:
-                    order = torch.randperm(len(train), generator=st.order).tolist()
-                loss, rgb, gt, mask = self.train_step(st, step, train[order.pop()], use_depth)
-                if step % 25 == 0 or st.step == cfg.steps:
-                    bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr(rgb, gt, mask).item():.2f}",
-                                    gaussians=len(st.params["means"]), refresh=False)
-                if cfg.save_every and st.step % cfg.save_every == 0 and st.step < cfg.steps:
-                    st.train_seconds += time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    self.save_checkpoint(st)
+            with checkpoint.stop_at_step_boundary() as stop:
+                for step in bar:
+                    if not st.order_left:
+                        st.order_left = torch.randperm(len(train), generator=st.order).tolist()
+                    loss, rgb, gt, mask = self.train_step(st, step, train[st.order_left.pop()], use_depth)
+                    if step % 25 == 0 or st.step == cfg.steps:
+                        bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr(rgb, gt, mask).item():.2f}",
+                                        gaussians=len(st.params["means"]), refresh=False)
+                    save = cfg.save_every and st.step % cfg.save_every == 0 and st.step < cfg.steps
+                    if save or stop.requested:
+                        st.train_seconds += time.perf_counter() - t0
+                        t0 = time.perf_counter()
+                        self.save_checkpoint(st)
+                    if stop.requested:
+                        log.warning("interrupted at step %d; ckpt.pt saved: continue with resume=true "
+                                    "hydra.run.dir=%s", st.step, self.out_dir)
+                        raise KeyboardInterrupt
         finally:
+            bar.close()
             st.train_seconds += time.perf_counter() - t0
 
     # ------------------------------------------------------------ evaluation and outputs
@@ -313,9 +315,10 @@ class Trainer:
                  "views_with_prior": sum(v.prior is not None for v in self.scene.train),
                  "views_anchored": len(self.depth_align) if name in ("anchored", "sparse") else 0,
                  "train_views": len(self.scene.train)}
+        views = metrics.pop("views")  # last in metrics.json: the long per-view table
         return metrics | {"num_gaussians": len(st.params["means"]), "train_seconds": round(st.train_seconds, 2),
                           "steps": st.step, "lambda_depth": cfg.lambda_depth, "depth_loss": name, "depth": depth,
-                          "num_train_views": len(self.scene.train), "device": str(self.device)}
+                          "num_train_views": len(self.scene.train), "device": str(self.device), "views": views}
 
     def write_outputs(self, st: State) -> dict[str, Any]:
         """Write ``point_cloud.ply`` and ``ckpt.pt`` first (a failing evaluation never loses the model), then
@@ -352,12 +355,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     log.info("training %d Gaussians for %d steps on %s (%d train views, lambda_depth=%s, depth_loss=%s)",
              len(st.params["means"]), cfg.steps, trainer.device, len(trainer.scene.train), cfg.lambda_depth,
              cfg.depth_loss.name)
-    try:
-        trainer.fit(st)
-    except KeyboardInterrupt:
-        trainer.save_checkpoint(st)
-        log.warning("interrupted at step %d; ckpt.pt saved: continue with resume=true hydra.run.dir=%s", st.step, out_dir)
-        raise
+    trainer.fit(st)
     metrics = trainer.write_outputs(st)
     log.info("done: %s", {k: v for k, v in metrics.items() if k != "train"})
     return metrics

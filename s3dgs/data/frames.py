@@ -77,10 +77,6 @@ class Frame:
     point_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sparse points seen
     mask_path: Path | None = None  # greyscale / 1-bit image, nonzero = pixel counts in the losses
 
-    @property
-    def stem(self) -> str:
-        return Path(self.name).stem
-
 
 @dataclass
 class Layout:

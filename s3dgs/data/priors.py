@@ -1,4 +1,5 @@
-"""Monocular depth priors from ``depth_dir``: 16-bit PNGs matched to images by stem.
+"""Monocular depth priors from ``depth_dir``: 16-bit PNGs ``<key>.png`` matched to images by key (the stem, or
+the relative path when stems repeat: ``preprocess.depth_png.prior_keys``).
 
 Read through the preprocess contract (:mod:`preprocess.depth_png`): with ``depth_meta.json`` the values
 are decoded to the model's units and ``kind`` says whether they are relative inverse depth or metric
@@ -6,7 +7,7 @@ depth; without it a PNG is relative inverse depth (larger = nearer) scaled to ``
 what Depth Anything and its Space produce.
 
 A ``depth_dir`` holding the video depth tool's ``depth.ndjson`` (and no ``depth_meta.json``) is read from that
-file instead: image ``<stem>`` takes the record whose ``frame_index`` is the last integer in the stem
+file instead: image ``<key>`` takes the record whose ``frame_index`` is the last integer in the key's file name
 (``frame_000123`` -> 123, ``00042`` -> 42). Those priors come from one video-model run, so they are
 ``per_sequence``: one scale and shift holds for all frames.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -26,36 +27,36 @@ from preprocess.video_depth import ndjson
 @dataclass
 class Priors:
     kind: str  # "inverse_depth" (relative, larger = nearer) or "depth" (metric)
-    maps: dict[str, np.ndarray]  # image stem -> float32 [h, w] in the prior's units (its own resolution)
-    problems: dict[str, str]  # image stem -> why it has no prior ("missing", or the read error)
-    steps: dict[str, float] = field(default_factory=dict)  # image stem -> 16-bit quantisation step, prior's units
+    maps: dict[str, np.ndarray]  # image key -> float32 [h, w] in the prior's units (its own resolution)
+    problems: dict[str, str]  # image key -> why it has no prior ("missing", or the read error)
+    steps: dict[str, float] = field(default_factory=dict)  # image key -> 16-bit quantisation step, prior's units
     normalization: str = "per_image"  # "per_sequence": one scale/shift relates every map to the truth
 
 
-def load_priors(depth_dir: str | Path, stems: list[str]) -> Priors:
-    """Read the prior of every image stem in ``stems``; missing or unreadable ones go to ``problems``."""
+def load_priors(depth_dir: str | Path, keys: list[str]) -> Priors:
+    """Read the prior of every image key in ``keys``; missing or unreadable ones go to ``problems``."""
     depth_dir = Path(depth_dir)
     if not depth_dir.is_dir():
         raise DepthFileError(f"depth_dir {depth_dir}: not a folder; make priors with python -m preprocess.generate_depth "
                              "or set depth_dir=null")
     if (depth_dir / ndjson.NDJSON_NAME).exists() and not (depth_dir / META_NAME).exists():
-        return load_ndjson_priors(depth_dir / ndjson.NDJSON_NAME, stems)
+        return load_ndjson_priors(depth_dir / ndjson.NDJSON_NAME, keys)
     meta = DepthMeta.load(depth_dir)
     kind = meta.kind if meta else "inverse_depth"
     maps, problems, steps = {}, {}, {}
-    for stem in stems:
-        path = depth_dir / f"{stem}.png"
+    for key in keys:
+        path = depth_dir / f"{key}.png"
         if not path.exists():
-            problems[stem] = f"no {path.name}"
+            problems[key] = f"no {key}.png"
             continue
         try:
             png = read_depth_png(path)
-            maps[stem] = meta.to_float(stem, png) if meta else png.astype(np.float32) / MAX16
+            maps[key] = meta.to_float(key, png) if meta else png.astype(np.float32) / MAX16
         except DepthFileError as e:
-            problems[stem] = str(e)
+            problems[key] = str(e)
             continue
-        rec = meta.images[stem] if meta else {"min": 0.0, "max": 1.0}
-        steps[stem] = float(rec["max"] - rec["min"]) / MAX16
+        rec = meta.images[key] if meta else {"min": 0.0, "max": 1.0}
+        steps[key] = float(rec["max"] - rec["min"]) / MAX16
     normalization = meta.extra.get("normalization", "per_image") if meta else "per_image"
     return Priors(kind, maps, problems, steps, normalization)
 
@@ -75,31 +76,31 @@ def _summary(numbers: list[int]) -> str:
     return f"{numbers[0]}, {numbers[1]}, {numbers[2]}, ..., {numbers[-1]} ({len(numbers)} records)"
 
 
-def load_ndjson_priors(path: Path, stems: list[str]) -> Priors:
-    """The priors of ``stems`` from a video depth tool's ``depth.ndjson`` (matched by :func:`frame_number`);
-    ``per_sequence``. Raises :class:`DepthFileError` when no stem matches a record."""
+def load_ndjson_priors(path: Path, keys: list[str]) -> Priors:
+    """The priors of ``keys`` from a video depth tool's ``depth.ndjson`` (matched by :func:`frame_number` of each
+    key's file name); ``per_sequence``. Raises :class:`DepthFileError` when no key matches a record."""
     index = ndjson.index_records(path)
-    frames = {stem: frame_number(stem) for stem in stems}
+    frames = {key: frame_number(PurePosixPath(key).name) for key in keys}
     if not any(f in index for f in frames.values()):
-        first = frames[stems[0]]
+        first = frames[keys[0]]
         wanted = "has no number" if first is None else f"-> frame {first}"
-        raise DepthFileError(f"{path}: no image matches a frame_index (image {stems[0]!r} {wanted}; indices "
+        raise DepthFileError(f"{path}: no image matches a frame_index (image {keys[0]!r} {wanted}; indices "
                              f"available: {_summary(sorted(index))}); name the images by source frame index "
                              "(e.g. frame_000123.png) or set depth_dir to a folder of <stem>.png priors")
     maps, problems, steps, kinds = {}, {}, {}, set()
-    for stem, frame in frames.items():
+    for key, frame in frames.items():
         if frame not in index:
-            problems[stem] = f"no frame {frame} in {path.name}"
+            problems[key] = f"no frame {frame} in {path.name}"
             continue
         offset, lo, hi = index[frame]
         try:
             record = ndjson.read_record_at(path, offset)
-            maps[stem] = ndjson.decode_depth(record)
+            maps[key] = ndjson.decode_depth(record)
         except DepthFileError as e:
-            problems[stem] = str(e)
+            problems[key] = str(e)
             continue
         kinds.add(record["otherData"]["depth_map"].get("kind") or "inverse_depth")
-        steps[stem] = (hi - lo) / MAX16
+        steps[key] = (hi - lo) / MAX16
     if len(kinds) > 1:
         raise DepthFileError(f"{path}: records mix kinds {sorted(kinds)}; rerun the video depth tool into an empty "
                              "folder")

@@ -2,8 +2,10 @@
 
 ``load_scene`` reads any supported layout (see :mod:`s3dgs.data.frames`), downscales, undistorts
 with OpenCV, splits train/test (every ``test_every``-th image is a test view unless the layout fixes
-the split), and attaches the user's masks, the depth prior and ``gt_depth/<stem>.npy`` of each view
+the split), and attaches the user's masks, the depth prior and ``gt_depth/<key>.npy`` of each view
 when present. Transparent images are composited on the scene's background and keep their alpha.
+A view's key names its files (priors, ground truth, renders, per-view metrics): the image's stem, or its
+relative path when stems repeat (``preprocess.depth_png.prior_keys``, docs/formats.md).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from preprocess.depth_png import DepthFileError, prior_keys
 from preprocess.images import ImageReadError, open_image, to_rgb8
 from s3dgs.data.frames import IMAGE_EXTS, DataError, Distortion, Frame, read_layout
 from s3dgs.data.priors import load_priors
@@ -33,7 +36,8 @@ class View:
     the premultiplied colour is ``straight * alpha = image - bg * (1 - alpha)``, so the image on another
     background ``bg2`` is ``image + (bg2 - bg) * (1 - alpha)``."""
 
-    name: str
+    name: str  # the image's path relative to the layout's image root (unique)
+    key: str  # what its files are named after: the stem, or the relative path when stems repeat (prior_keys)
     image: torch.Tensor  # [H, W, 3] float32 in [0, 1]
     K: torch.Tensor  # [3, 3] float32
     camtoworld: torch.Tensor  # [4, 4] float32, OpenCV axes
@@ -45,10 +49,6 @@ class View:
     remap: tuple[np.ndarray, np.ndarray] | None = None  # undistortion maps at training resolution
     alpha: torch.Tensor | None = None  # [H, W] float32 in [0, 1], the image's alpha channel; None = opaque
     prior_step: float = 0.0  # the prior's quantisation step (one 16-bit level) in its units; 0 = unknown
-
-    @property
-    def stem(self) -> str:
-        return Path(self.name).stem
 
     @property
     def height(self) -> int:
@@ -177,7 +177,7 @@ def _tensor(a: np.ndarray | None) -> torch.Tensor | None:
     return None if a is None else torch.from_numpy(np.ascontiguousarray(a))
 
 
-def _load_view(frame: Frame, data_dir: Path, downscale: int, background: np.ndarray) -> View:
+def _load_view(frame: Frame, key: str, data_dir: Path, downscale: int, background: np.ndarray) -> View:
     rgb, alpha = _read_rgb(frame.path, background)
     h0, w0 = rgb.shape[:2]
     if frame.width and (frame.width, frame.height) != (w0, h0):
@@ -202,14 +202,14 @@ def _load_view(frame: Frame, data_dir: Path, downscale: int, background: np.ndar
         inside = _inside(remap, size)
         mask = inside if mask is None else mask & inside
     gt = None
-    gt_path = data_dir / "gt_depth" / f"{frame.stem}.npy"
+    gt_path = data_dir / "gt_depth" / f"{key}.npy"
     if gt_path.exists():
         g = np.load(gt_path).astype(np.float32)
         if g.shape != (h0, w0):
             raise DataError(f"{gt_path}: shape {g.shape} differs from its image {(h0, w0)}; gt_depth must match")
         g = _remap(_resize(g, size, cv2.INTER_NEAREST), remap, cv2.INTER_NEAREST)
         gt = torch.from_numpy(np.where(np.isfinite(g) & (g > 0), g, 0).astype(np.float32))
-    return View(frame.name, _tensor(rgb.astype(np.float32)), torch.tensor(K, dtype=torch.float32),
+    return View(frame.name, key, _tensor(rgb.astype(np.float32)), torch.tensor(K, dtype=torch.float32),
                 torch.tensor(frame.camtoworld, dtype=torch.float32), _tensor(mask), gt, None, None,
                 frame.point_ids, remap, _tensor(alpha))
 
@@ -273,14 +273,18 @@ def load_scene(data_dir: str | Path, kind: str = "auto", images_dir: str = "imag
     data_dir = Path(data_dir)
     layout = read_layout(data_dir, kind, images_dir)
     bg = resolve_background(background, layout.kind)
-    views = [_load_view(f, data_dir, downscale, np.asarray(bg, np.float32)) for f in layout.frames]
+    try:
+        keys = prior_keys([f.name for f in layout.frames])
+    except DepthFileError as e:
+        raise DataError(str(e)) from None
+    views = [_load_view(f, k, data_dir, downscale, np.asarray(bg, np.float32)) for f, k in zip(layout.frames, keys)]
     prior_kind, normalization = None, "per_image"
     if depth_dir is not None:
-        priors = load_priors(depth_dir, [v.stem for v in views])
+        priors = load_priors(depth_dir, keys)
         prior_kind, normalization = priors.kind, priors.normalization
-        problems = {v.stem: priors.problems.get(v.stem)
-                    or attach_prior(v, priors.maps[v.stem], priors.kind, priors.steps[v.stem]) for v in views}
-        problems = {stem: why for stem, why in problems.items() if why}
+        problems = {v.key: priors.problems.get(v.key)
+                    or attach_prior(v, priors.maps[v.key], priors.kind, priors.steps[v.key]) for v in views}
+        problems = {key: why for key, why in problems.items() if why}
         if problems:
             log.warning("%d of %d views train without the depth term (no usable prior): %s", len(problems),
                         len(views), "; ".join(f"{k}: {v}" for k, v in problems.items()))

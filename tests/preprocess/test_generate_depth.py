@@ -188,3 +188,41 @@ def test_function_and_module_share_one_name():
     assert preprocess.generate_depth is module and callable(module) and callable(module.main)
     with pytest.raises(InputError, match="does not exist"):
         preprocess.generate_depth("/nonexistent/images", "/nonexistent/out")   # the call reaches the function
+
+
+def test_subfolders_with_repeated_stems_write_the_keys_the_trainer_reads(tmp_path, tiny_model):
+    """A Blender-like folder (``train/r_0.png`` and ``test/r_0.png``) with its output folder inside it: outputs
+    mirror the subfolders, a rerun skips them all, and ``s3dgs.data.priors`` finds each image's own prior."""
+    from preprocess.depth_png import prior_keys
+    from s3dgs.data.priors import load_priors
+
+    scene = tmp_path / "scene"
+    names = ["test/r_0.png", "train/r_0.png", "train/r_1.png"]
+    for i, name in enumerate(names):
+        (scene / name).parent.mkdir(parents=True, exist_ok=True)
+        write_rgb(scene / name, seed=40 + i)
+    out = scene / "depth"
+    summary = generate_depth(scene, out, model=str(tiny_model), device="cpu", quiet=True, verify=True)
+    assert summary.ok and summary.done == 3 and summary.verify.ok
+    keys = ["test/r_0", "train/r_0", "train/r_1"]
+    assert sorted(DepthMeta.load(out).images) == keys
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [f"{k}.png" for k in keys]
+    again = generate_depth(scene, out, model=str(tiny_model), device="cpu", quiet=True)
+    assert (again.total, again.skipped, again.done) == (3, 3, 0)  # the depth folder inside is no input
+
+    # the trainer's side: Blender names its images train/r_0.png ... relative to the scene folder
+    priors = load_priors(out, prior_keys(names))
+    assert not priors.problems and sorted(priors.maps) == keys
+    assert not np.array_equal(priors.maps["test/r_0"], priors.maps["train/r_0"])  # each image its own prior
+    for key in keys:
+        meta = DepthMeta.load(out)
+        np.testing.assert_array_equal(priors.maps[key], meta.to_float(key, read_depth_png(out / f"{key}.png")))
+
+    # unique stems in subfolders keep the flat <stem>.png names
+    rig, rig_out = tmp_path / "rig", tmp_path / "rig_depth"
+    for name in ("cam0/a.png", "cam1/b.png"):
+        (rig / name).parent.mkdir(parents=True, exist_ok=True)
+        write_rgb(rig / name)
+    assert generate_depth(rig, rig_out, model=str(tiny_model), device="cpu", quiet=True).ok
+    assert sorted(p.name for p in rig_out.iterdir() if p.suffix == ".png") == ["a.png", "b.png"]
+    assert prior_keys(["cam0/a.png", "cam1/b.png"]) == ["a", "b"]

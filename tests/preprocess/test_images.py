@@ -3,8 +3,8 @@ import pytest
 from PIL import Image
 
 from depth_test_images import write_rgb
-from preprocess.images import (IMAGE_EXTENSIONS, ImageReadError, InputError, check_unique_stems, list_images,
-                               image_size, load_rgb, parse_shard, select_shard)
+from preprocess.images import (IMAGE_EXTENSIONS, ImageReadError, InputError, image_size, list_images, load_rgb,
+                               parse_shard, select_shard)
 
 
 @pytest.mark.parametrize("orientation", [3, 6, 8])
@@ -55,9 +55,12 @@ def test_list_images_extensions_and_errors(tmp_path):
         (tmp_path / name).write_bytes(b"")
     assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.JPG", "c.Tif", "d.webp", "e.BMP", "f.jpeg"]
     assert set(IMAGE_EXTENSIONS) == {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-    (tmp_path / "a.jpg").write_bytes(b"")
-    with pytest.raises(InputError, match="a.png"):
-        check_unique_stems(list_images(tmp_path))
+    for name in ("train/r_0.png", "test/r_0.png", ".cache/x.png", "sub/.x.png"):  # hidden ones are skipped
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)][-2:] == ["test/r_0.png",
+                                                                                       "train/r_0.png"]
+    assert len(list_images(tmp_path)) == 8
 
 
 def test_shards_partition_the_sorted_list():

@@ -49,3 +49,46 @@ def small_copy(example_dir, tmp_path) -> Path:
     dst = tmp_path / "scene"
     shutil.copytree(example_dir, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def blender_scene(example_dir, tmp_path_factory) -> Path:
+    """The example scene at 40x30 as a NeRF/Blender layout whose stems collide: every 8th view is
+    ``test/r_<i>.png``, the others ``train/r_<i>.png`` (so ``r_0``, ``r_1``, ``r_2`` are in both), with
+    ``gt_depth/<split>/r_<i>.npy`` and priors ``depth/<split>/r_<i>.png`` keyed ``<split>/r_<i>``."""
+    import json
+    import math
+
+    import cv2
+    import numpy as np
+
+    from preprocess.depth_png import DepthMeta, read_depth_png, write_depth_png
+    from s3dgs.data import colmap
+
+    root = tmp_path_factory.mktemp("blender") / "scene"
+    model = colmap.read_model(colmap.find_model_dir(example_dir))
+    cam = next(iter(model.cameras.values()))
+    size = (cam.width // 2, cam.height // 2)
+    meta = DepthMeta.load(example_dir / "depth")
+    images = sorted(model.images.values(), key=lambda im: im.name)
+    frames: dict[str, list] = {"train": [], "test": []}
+    for i, im in enumerate(images):
+        split = "test" if i % 8 == 0 else "train"
+        key = f"{split}/r_{len(frames[split])}"
+        stem = Path(im.name).stem
+        for folder in (root, root / "depth", root / "gt_depth"):
+            (folder / split).mkdir(parents=True, exist_ok=True)
+        rgb = cv2.imread(str(example_dir / "images" / im.name))
+        cv2.imwrite(str(root / f"{key}.png"), cv2.resize(rgb, size, interpolation=cv2.INTER_AREA))
+        prior = read_depth_png(example_dir / "depth" / f"{stem}.png")
+        write_depth_png(root / "depth" / f"{key}.png", cv2.resize(prior, size, interpolation=cv2.INTER_NEAREST))
+        meta.images[key] = meta.images.pop(stem) | {"width": size[0], "height": size[1], "source": f"{key}.png"}
+        gt = np.load(example_dir / "gt_depth" / f"{stem}.npy")
+        np.save(root / "gt_depth" / f"{key}.npy", cv2.resize(gt, size, interpolation=cv2.INTER_NEAREST))
+        c2w = np.linalg.inv(im.world_to_camera()) @ np.diag([1.0, -1.0, -1.0, 1.0])  # OpenCV -> OpenGL axes
+        frames[split].append({"file_path": f"./{key}", "transform_matrix": c2w.tolist()})
+    meta.save(root / "depth")
+    angle = 2 * math.atan(0.5 * cam.width / cam.params[0])
+    for split, fr in frames.items():
+        (root / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": angle, "frames": fr}))
+    return root

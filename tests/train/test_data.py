@@ -1,4 +1,4 @@
-"""Dataset loading: layouts, splits, priors matched by stem, and clear errors/warnings on bad input."""
+"""Dataset loading: layouts, splits, priors matched by key, and clear errors/warnings on bad input."""
 
 import json
 import logging
@@ -49,9 +49,9 @@ def test_missing_and_wrong_size_priors_warn_once(small_copy, caplog):
     assert len(warnings) == 1
     assert "2 of 24 views train without the depth term" in warnings[0]
     assert "view_03: no view_03.png" in warnings[0] and "view_05: prior is 50x10" in warnings[0]
-    by_stem = {v.stem: v for v in s.views}
-    assert by_stem["view_03"].prior is None and by_stem["view_05"].prior is None
-    assert by_stem["view_04"].prior is not None
+    by_key = {v.key: v for v in s.views}
+    assert by_key["view_03"].prior is None and by_key["view_05"].prior is None
+    assert by_key["view_04"].prior is not None
 
 
 def test_prior_without_meta_is_relative_inverse_depth_and_resized(small_copy):
@@ -59,7 +59,7 @@ def test_prior_without_meta_is_relative_inverse_depth_and_resized(small_copy):
     png = np.tile(np.linspace(0, 65535, 160).astype(np.uint16), (120, 1))  # 2x the image size
     write_depth_png(small_copy / "depth" / "view_01.png", png)
     s = load_scene(small_copy, depth_dir=small_copy / "depth")
-    v = next(v for v in s.views if v.stem == "view_01")
+    v = next(v for v in s.views if v.key == "view_01")
     assert s.prior_kind == "inverse_depth" and v.prior.shape == (60, 80)
     assert 0 <= float(v.prior.min()) < 0.02 and 0.98 < float(v.prior.max()) <= 1.0
 
@@ -85,7 +85,7 @@ def test_prior_holes_never_blend_into_valid_pixels(prior_size, distorted):
     holed[2 * h // 3, 3 * w // 4] = np.nan
     K = np.array([[40.0, 0, 20], [0, 40.0, 15], [0, 0, 1]])
     remap = _undistort(K, Distortion("opencv", (0.1, -0.05, 0.01, -0.005)), (40, 30))[1] if distorted else None
-    a, b = (View("v.png", torch.zeros(30, 40, 3), torch.eye(3), torch.eye(4), remap=remap) for _ in range(2))
+    a, b = (View("v.png", "v", torch.zeros(30, 40, 3), torch.eye(3), torch.eye(4), remap=remap) for _ in range(2))
     assert attach_prior(a, holed, "depth", step=0.01) is None and attach_prior(b, full, "depth") is None
     assert a.prior_step == 0.01 and bool(b.prior_valid.all())
     valid = a.prior_valid.numpy()
@@ -222,7 +222,7 @@ def test_nerfstudio_layout_per_frame_intrinsics_and_missing_frames(tmp_path, cap
     with caplog.at_level(logging.WARNING):
         s = load_scene(tmp_path, test_every=0)
     assert "1 of 4 posed images are missing" in caplog.text
-    fx = {v.stem: float(v.K[0, 0]) for v in s.train}
+    fx = {v.key: float(v.K[0, 0]) for v in s.train}
     assert fx == {"f0": 10.0, "f1": 20.0, "f3": 10.0}
     assert s.background == (0.0, 0.0, 0.0) and len(s.points) == 0 and s.train[0].alpha is None
 
@@ -332,10 +332,10 @@ def test_colmap_masks_folder_applies(small_copy, caplog):
     with caplog.at_level(logging.WARNING):
         s = load_scene(small_copy)
     assert "22 of 24 images have no mask" in caplog.text
-    by_stem = {v.stem: v for v in s.views}
-    np.testing.assert_array_equal(by_stem["view_01"].mask.numpy(), keep)
-    np.testing.assert_array_equal(by_stem["view_02"].mask.numpy(), ~keep)
-    assert by_stem["view_03"].mask is None
+    by_key = {v.key: v for v in s.views}
+    np.testing.assert_array_equal(by_key["view_01"].mask.numpy(), keep)
+    np.testing.assert_array_equal(by_key["view_02"].mask.numpy(), ~keep)
+    assert by_key["view_03"].mask is None
 
 
 def test_gt_depth_of_wrong_size_is_an_error(small_copy):

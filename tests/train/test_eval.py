@@ -56,8 +56,8 @@ def test_eval_errors_are_one_line(tmp_path, capsys, make):
     assert len(err) == 1 and err[0].startswith(expected)
 
 
-def _view(image: torch.Tensor, mask: torch.Tensor | None = None) -> View:
-    return View("a.png", image, torch.eye(3), torch.eye(4), mask=mask)
+def _view(image: torch.Tensor, mask: torch.Tensor | None = None, name: str = "a") -> View:
+    return View(f"{name}.png", name, image, torch.eye(3), torch.eye(4), mask=mask)
 
 
 def test_masked_metrics_only_when_a_view_has_a_mask():
@@ -67,10 +67,12 @@ def test_masked_metrics_only_when_a_view_has_a_mask():
     render_fn = lambda v: (render[None], torch.ones(1, 8, 8))  # noqa: E731
     mask = torch.zeros(8, 8, dtype=torch.bool)
     mask[:, :4] = True
-    plain = evaluate_views(render_fn, [_view(gt)])
+    plain, rows = evaluate_views(render_fn, [_view(gt)])
+    assert rows == {"a": {k: plain[k] for k in ("psnr", "ssim")}}
     assert set(plain) == {"psnr", "ssim", "num_views"}
     assert plain["psnr"] == pytest.approx(-10 * np.log10(0.125), abs=1e-4)
-    both = evaluate_views(render_fn, [_view(gt, mask), _view(gt)])
+    both, rows = evaluate_views(render_fn, [_view(gt, mask), _view(gt, name="b")])
+    assert list(rows) == ["a", "b"] and rows["a"]["psnr_masked"] == 100
     assert both["psnr"] == pytest.approx(plain["psnr"]) and both["ssim"] == pytest.approx(plain["ssim"])
     assert both["psnr_masked"] == pytest.approx((100 + plain["psnr"]) / 2)  # masked: exact (PSNR capped at 100)
     assert plain["ssim"] < both["ssim_masked"] < 1

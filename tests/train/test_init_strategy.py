@@ -181,10 +181,10 @@ def test_random_init_is_carved_to_the_silhouettes_of_rgba_views():
     views = []
     for eye in (np.array([0, -4.0, 0]), np.array([4.0, 0, 0])):
         c2w = torch.tensor(_look_at(eye, np.zeros(3)), dtype=torch.float32)
-        views.append(View("v", torch.zeros(40, 40, 3), K, c2w, alpha=alpha))
+        views.append(View("v", "v", torch.zeros(40, 40, 3), K, c2w, alpha=alpha))
     pts, rgb = carved_random_points(torch.zeros(3), 1.0, 300, views, torch.Generator().manual_seed(0))
     assert len(pts) == 300 and rgb.shape == (300, 3)
     assert inside_silhouettes(pts, views).all() and pts[:, :2].abs().max() < 0.65
     assert pts[:, 2].abs().max() < 0.65 and pts.abs().max(0).values.min() > 0.3  # fills the carved box
-    opaque = [View("o", torch.zeros(40, 40, 3), K, views[0].camtoworld)]  # no alpha: nothing to carve
+    opaque = [View("o", "o", torch.zeros(40, 40, 3), K, views[0].camtoworld)]  # no alpha: nothing to carve
     assert carved_random_points(torch.zeros(3), 1.0, 50, opaque, torch.Generator())[0].abs().max() > 0.8

@@ -90,7 +90,7 @@ def test_metric_l1_invariant_to_units_only(scene):
 def _points_view(depth, prior, scale=1.0):
     """A camera at the origin looking down +z; the points are the depth map's surface."""
     K = torch.tensor([[30.0, 0, W / 2], [0, 30.0, H / 2], [0, 0, 1]])
-    view = View("v.png", torch.zeros(H, W, 3), K, torch.eye(4), prior=prior, prior_valid=torch.ones(H, W, dtype=bool))
+    view = View("v.png", "v", torch.zeros(H, W, 3), K, torch.eye(4), prior=prior, prior_valid=torch.ones(H, W, dtype=bool))
     v, u = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
     sel = (slice(2, None, 3), slice(1, None, 3))
     z = depth[sel].reshape(-1) * scale

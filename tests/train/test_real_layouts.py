@@ -4,6 +4,7 @@ without ``ply_file_path``, and Blender RGBA (an object on a transparent backgrou
 import json
 import re
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -79,9 +80,10 @@ def _write_blender_rgba(example_dir, root):
         entries = []
         for f in frames:
             rgb = np.asarray(Image.open(f.path).convert("RGB"))
-            near = np.load(example_dir / "gt_depth" / f"{f.stem}.npy") < 3.2
-            Image.fromarray(np.dstack([rgb, np.where(near, 255, 0).astype(np.uint8)])).save(root / split / f"{f.stem}.png")
-            entries.append({"file_path": f"./{split}/{f.stem}", "transform_matrix": (f.camtoworld @ GL).tolist()})
+            stem = Path(f.name).stem
+            near = np.load(example_dir / "gt_depth" / f"{stem}.npy") < 3.2
+            Image.fromarray(np.dstack([rgb, np.where(near, 255, 0).astype(np.uint8)])).save(root / split / f"{stem}.png")
+            entries.append({"file_path": f"./{split}/{stem}", "transform_matrix": (f.camtoworld @ GL).tolist()})
         fov = 2 * np.arctan(0.5 * f.width / f.K[0, 0])
         (root / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": fov, "frames": entries}))
 

@@ -47,7 +47,7 @@ def _sequence(scales: list[float], per_view: int = 8, outliers: float = 0.2):
         cam[bad] *= 1 + torch.where(torch.rand(int(bad.sum()), 1, generator=g) < 0.5, -off, off)  # 30-70% along rays
         ids = np.arange(len(points) * per_view, (len(points) + 1) * per_view)
         points.append(cam + c2w[:3, 3])
-        views.append(View(f"frame_{i:03d}.png", torch.zeros(H, W, 3), K, c2w, prior=(1 / depth - B) / s,
+        views.append(View(f"frame_{i:03d}.png", f"frame_{i:03d}", torch.zeros(H, W, 3), K, c2w, prior=(1 / depth - B) / s,
                           prior_valid=torch.ones(H, W, dtype=torch.bool), point_ids=ids))
     return views, torch.cat(points)
 

@@ -84,5 +84,6 @@ def test_ctrl_c_saves_a_checkpoint_to_resume_from(python, train_env, example_dir
     assert "Traceback" not in err
     ck = torch.load(run_dir / "ckpt.pt", weights_only=False)
     assert ck["step"] > 0
+    assert len({len(v) for v in ck["params"].values()}) == 1  # written between steps, never mid-densification
     assert "continue with resume=true" in log.read_text()
     assert not list(run_dir.glob(".tmp-*")) and not (run_dir / "metrics.json").exists()

@@ -64,7 +64,7 @@ def test_anchored_is_the_default_and_falls_back_to_ssi_without_points(example_di
     assert t.cfg.depth_loss.name == "anchored"
     assert len(t.depth_align) == 21 and all(s > 0 for s, _ in t.depth_align.values())  # accurate points: all fit
     meta = DepthMeta.load(example_dir / "depth").images
-    assert all(v.prior_step == pytest.approx((meta[v.stem]["max"] - meta[v.stem]["min"]) / 65535)
+    assert all(v.prior_step == pytest.approx((meta[v.key]["max"] - meta[v.key]["min"]) / 65535)
                for v in t.scene.train)
     losses = _first_losses(t)
     assert all(x is not None and 0 < float(x) < 2 for x in losses)
@@ -91,7 +91,7 @@ def test_depth_dir_matching_no_image_is_an_error(small_copy, tmp_path, run_train
     for f in (small_copy / "depth").glob("*.png"):
         f.rename(f.with_name(f"IMG_{f.name}"))
     with pytest.raises(TrainError, match=r"depth_dir .*depth: no depth PNG matches a training image \(expected "
-                                         r"<image stem>.png, e.g. view_01.png; found e.g. IMG_view_00.png\)"):
+                                         r"<image key>.png, e.g. view_01.png; found e.g. IMG_view_00.png\)"):
         Trainer(_cfg(f"data_dir={small_copy}"), tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()

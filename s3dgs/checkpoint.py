@@ -1,0 +1,154 @@
+"""``ckpt.pt``: everything a run needs to continue exactly where it stopped, written atomically.
+
+A checkpoint holds the parameters, Adam's state, the densification strategy's state, every random number
+generator the run draws from (the training-view generator, torch's global CPU generator that gsplat's
+strategies use, CUDA's on CUDA, NumPy's, which gsplat samples with beyond 2^24 Gaussians), the rest of the
+current epoch's view order, and the facts a resumed config must share with it (:func:`run_facts`).
+Learning rates are not restored: they are the current config's (the means' a function of the step).
+
+Ctrl-C is handled by :func:`stop_at_step_boundary`: gsplat replaces the parameters one at a time while it
+densifies, so a checkpoint is only ever written between two steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import signal
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from preprocess.atomic_io import atomic_path
+from s3dgs.data.scene import View
+from s3dgs.errors import TrainError
+
+FORMAT = 2  # 1: no RNG states, no view order, no run facts (s3dgs before issue 13)
+
+
+@dataclass
+class State:
+    """The training state a checkpoint holds."""
+
+    params: torch.nn.ParameterDict
+    optimizers: dict[str, torch.optim.Adam]
+    strategy_state: dict[str, Any]
+    order: torch.Generator  # draws the training views
+    order_left: list[int] = field(default_factory=list)  # the current epoch's views still to train, popped from the end
+    step: int = 0
+    train_seconds: float = 0.0
+
+
+def run_facts(cfg: DictConfig, train: list[View]) -> dict[str, Any]:
+    """What a resumed run must share with its checkpoint: the training views ``train`` (names and sizes), the SH
+    degree and every strategy setting (``steps`` may grow)."""
+    names = "\n".join(f"{v.name} {v.width}x{v.height}" for v in train)
+    digest = hashlib.sha1(names.encode()).hexdigest()[:8]
+    first, last = train[0], train[-1]
+    views = f"{len(train)} views at {first.width}x{first.height} ({first.name}..{last.name}, #{digest})"
+    strategy = OmegaConf.to_container(cfg.strategy, resolve=True)
+    return ({"training views": views, "sh_degree": cfg.sh_degree}
+            | {f"strategy.{k}": v for k, v in strategy.items() if k != "verbose"})
+
+
+def rng_states(device: torch.device) -> dict[str, Any]:
+    """The global generators' states: torch CPU, CUDA (on a CUDA ``device``) and NumPy."""
+    states: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def set_rng_states(states: dict[str, Any], device: torch.device) -> None:
+    """Restore :func:`rng_states` (CUDA's only when both runs are on CUDA)."""
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    if device.type == "cuda" and "cuda" in states:
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+def save_checkpoint(path: Path, st: State, facts: dict[str, Any], device: torch.device) -> None:
+    """Write ``st`` with the run's ``facts`` and the global RNG states to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, "facts": facts, "step": st.step, "train_seconds": st.train_seconds,
+                    "params": {k: v.detach().cpu() for k, v in st.params.items()},
+                    "optimizers": {k: o.state_dict() for k, o in st.optimizers.items()},
+                    "strategy_state": {k: v.cpu() if torch.is_tensor(v) else v for k, v in st.strategy_state.items()},
+                    "order": st.order.get_state(), "order_left": list(st.order_left),
+                    "rng": rng_states(device)}, tmp)
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The content of ``path``; :class:`TrainError` when it cannot be read."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError, ValueError) as e:
+        raise TrainError(f"{path}: not a readable checkpoint ({e}); delete it or set resume=false") from None
+    if not isinstance(ck, dict) or "params" not in ck:
+        raise TrainError(f"{path}: not a checkpoint of python -m s3dgs.train; delete it or set resume=false")
+    return ck
+
+
+def check_resumable(path: Path, ck: dict[str, Any], facts: dict[str, Any], steps: int) -> None:
+    """Refuse (:class:`TrainError`, one line) to continue ``ck`` with a config whose ``facts`` differ from the
+    checkpoint's, or whose ``steps`` end before the checkpoint's step (``steps`` may grow)."""
+    if ck.get("format") != FORMAT:
+        raise TrainError(f"resume: {path} was written by an older s3dgs without the random generators' state, so "
+                         "the run cannot continue exactly; start a new run (resume=false)")
+    for key, saved in ck["facts"].items():
+        if facts.get(key) != saved:
+            raise TrainError(f"resume: {path} was trained with {key}={_short(saved)}, this config has "
+                             f"{key}={_short(facts.get(key))}; resume with the same {key} or start a new run")
+    if steps < ck["step"]:
+        raise TrainError(f"resume: {path} is at step {ck['step']}, past steps={steps}; set steps to at least "
+                         f"{ck['step']} (steps is the run's total)")
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def restore(st: State, ck: dict[str, Any], device: torch.device) -> None:
+    """Load ``ck``'s optimizer and strategy states, view order, step and RNG states into ``st``, whose
+    parameters and optimizers were built from ``ck["params"]``."""
+    for k, o in st.optimizers.items():
+        o.load_state_dict(ck["optimizers"][k])
+    st.strategy_state = {k: v.to(device) if torch.is_tensor(v) else v for k, v in ck["strategy_state"].items()}
+    st.order.set_state(ck["order"])
+    st.order_left = list(ck["order_left"])
+    st.step, st.train_seconds = ck["step"], ck["train_seconds"]
+    set_rng_states(ck["rng"], device)
+
+
+class StopRequest:
+    """Set by the first Ctrl-C inside :func:`stop_at_step_boundary`; the loop reads it between steps."""
+
+    requested: bool = False
+
+
+@contextlib.contextmanager
+def stop_at_step_boundary() -> Iterator[StopRequest]:
+    """Within the block the first SIGINT only sets ``requested`` (the loop stops and checkpoints at the next step
+    boundary); a second one raises KeyboardInterrupt at once. Outside the main thread (where Python cannot
+    take signals) or where SIGINT is ignored (a job started in the background) nothing changes."""
+    stop = StopRequest()
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield stop
+        return
+
+    def handler(signum, frame):
+        if stop.requested:
+            raise KeyboardInterrupt
+        stop.requested = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
