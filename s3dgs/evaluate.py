@@ -16,7 +16,7 @@ import torch
 
 from preprocess.atomic_io import atomic_write_bytes
 from s3dgs.data.scene import Scene, View
-from s3dgs.metrics import depth_metrics, psnr, ssim
+from s3dgs.metrics import depth_metrics, oracle_prior_depth, psnr, ssim
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +26,14 @@ RenderFn = Callable[[View], tuple[torch.Tensor, torch.Tensor]]
 PERCENTILE_SAMPLES = 1 << 20  # depth colouring: percentiles from at most about this many pixels
 
 
-def view_metrics(rgb: torch.Tensor, view: View, depth: torch.Tensor, masked: bool) -> dict[str, float]:
+def view_metrics(rgb: torch.Tensor, view: View, depth: torch.Tensor, masked: bool,
+                 prior_kind: str | None = None) -> dict[str, float]:
     """Metrics of one render ``rgb [1, H, W, 3]`` in [0, 1] and z-depth ``[H, W]`` (CPU) against ``view``:
     full-image ``psnr`` (dB) and ``ssim``; with ``masked`` also ``psnr_masked`` / ``ssim_masked`` over
     ``view.mask`` (the whole image when the view has none); ``depth_abs_rel`` / ``depth_delta1`` when the
-    view has ground-truth depth."""
+    view has ground-truth depth, and then ``prior_abs_rel`` when it also has a prior of ``prior_kind``: the
+    AbsRel of the prior alone after the best affine fit to the truth (:func:`oracle_prior_depth`), the bar a
+    depth-supervised render has to beat."""
     gt = view.image.to(rgb.device)[None]
     row = {"psnr": float(psnr(rgb, gt)), "ssim": float(ssim(rgb, gt))}
     if masked:
@@ -39,21 +42,25 @@ def view_metrics(rgb: torch.Tensor, view: View, depth: torch.Tensor, masked: boo
     if view.gt_depth is not None:
         dm = depth_metrics(depth, view.gt_depth)
         row.update(depth_abs_rel=dm["abs_rel"], depth_delta1=dm["delta1"])
+        if view.prior is not None and prior_kind is not None:
+            oracle = oracle_prior_depth(view.prior, view.prior_valid, prior_kind, view.gt_depth)
+            row["prior_abs_rel"] = depth_metrics(oracle, view.gt_depth * view.prior_valid)["abs_rel"]
     return row
 
 
 @torch.no_grad()
-def evaluate_views(render_fn: RenderFn, views: list[View], renders_dir: Path | None = None
-                   ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+def evaluate_views(render_fn: RenderFn, views: list[View], renders_dir: Path | None = None,
+                   prior_kind: str | None = None) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Means over ``views`` of :func:`view_metrics` (the masked metrics when any view has a mask; depth
-    metrics when every view has ground truth), and ``num_views``; and the metrics of each view by its key.
-    With ``renders_dir``, also writes ``<renders_dir>/<key>.png`` per view (:func:`save_side_by_side`)."""
+    metrics when every view has ground truth; ``prior_abs_rel`` when every view also has a prior of
+    ``prior_kind``), and ``num_views``; and the metrics of each view by its key. With ``renders_dir``, also
+    writes ``<renders_dir>/<key>.png`` per view (:func:`save_side_by_side`)."""
     masked = any(v.mask is not None for v in views)
     rows = {}
     for v in views:
         rgb, depth = render_fn(v)
         rgb, depth = rgb.clamp(0, 1), depth[0].cpu()
-        rows[v.key] = view_metrics(rgb, v, depth, masked)
+        rows[v.key] = view_metrics(rgb, v, depth, masked, prior_kind)
         if renders_dir is not None:
             path = renders_dir / f"{v.key}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,10 +76,11 @@ def evaluate_scene(render_fn: RenderFn, scene: Scene, renders_dir: Path | None =
     ``train`` (with a warning)."""
     metrics: dict[str, Any] = {"views": {}}
     if scene.test:
-        metrics["test"], metrics["views"]["test"] = evaluate_views(render_fn, scene.test, renders_dir)
+        metrics["test"], metrics["views"]["test"] = evaluate_views(render_fn, scene.test, renders_dir,
+                                                                   scene.prior_kind)
     else:
         log.warning("no test views (data.test_every=0 or too few images): metrics are on training views")
-    metrics["train"], metrics["views"]["train"] = evaluate_views(render_fn, scene.train)
+    metrics["train"], metrics["views"]["train"] = evaluate_views(render_fn, scene.train, prior_kind=scene.prior_kind)
     return {k: metrics[k] for k in ("test", "train", "views") if k in metrics}
 
 

@@ -56,3 +56,17 @@ def depth_metrics(depth: torch.Tensor, gt: torch.Tensor) -> dict[str, float]:
     d = s * d
     ratio = torch.maximum(d / g, g / d.clamp_min(1e-12))
     return {"abs_rel": float(((d - g).abs() / g).mean()), "delta1": float((ratio < 1.25).double().mean())}
+
+
+def oracle_prior_depth(prior: torch.Tensor, valid: torch.Tensor, kind: str, gt: torch.Tensor) -> torch.Tensor:
+    """The best z-depth ``[H, W]`` a prior ``[H, W]`` can give on its own: the affine of the prior that
+    matches ground truth ``gt [H, W]`` (0 = unknown) best in least squares in the prior's space (``1/z`` for
+    ``inverse_depth`` priors, ``z`` for metric ``depth`` ones), over pixels known in both. What a depth loss
+    that aligns the prior per image could at best teach; 0 where the prior is invalid."""
+    known = valid & (gt > 0)
+    p = prior[known].double()
+    target = 1.0 / gt[known].double() if kind == "inverse_depth" else gt[known].double()
+    a, b = torch.linalg.lstsq(torch.stack([p, torch.ones_like(p)], 1), target[:, None]).solution[:, 0]
+    mapped = (a * prior.double() + b).clamp_min(1e-12)
+    z = 1.0 / mapped if kind == "inverse_depth" else mapped
+    return torch.where(valid, z, torch.zeros_like(z)).to(prior.dtype)

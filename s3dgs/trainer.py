@@ -28,7 +28,7 @@ from s3dgs.init import init_gaussians, initial_points
 from s3dgs.losses import depth_loss, photometric_loss, to_prior_space
 from s3dgs.metrics import psnr
 from s3dgs.render import rasterization
-from s3dgs.strategy import BudgetDefaultStrategy, make_strategy, scaled_steps, strategy_regulariser
+from s3dgs.strategy import BudgetDefaultStrategy, gaussian_budget, make_strategy, scaled_steps, strategy_regulariser
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,8 @@ class Trainer:
         cfg, scene = self.cfg, self.scene
         gen = torch.Generator().manual_seed(cfg.seed)
         fits = self.depth_align if cfg.depth_loss.name == "anchored" and self.depth_align else None
-        pts, rgb, scale = initial_points(scene, cfg.init, self.extent, gen, fits)
+        cap = gaussian_budget(cfg.strategy.cap_max, 0, 0, self.device)  # the device's cap, not the pixel budget
+        pts, rgb, scale = initial_points(scene, cfg.init, self.extent, gen, fits, cap)
         params = init_gaussians(pts, rgb, cfg.sh_degree, cfg.init.opacity, scale, gen).to(self.device)
         return self._state_for(params, gen)
 

@@ -100,3 +100,21 @@ def test_camera_path_passes_through_the_cameras_in_order():
     np.testing.assert_allclose(path[:, :3, :3] @ path[:, :3, :3].transpose(0, 2, 1), np.tile(np.eye(3), (31, 1, 1)),
                                atol=1e-9)
     assert (np.diff(path[:, 0, 3]) > 0).all()
+
+
+def test_prior_abs_rel_is_the_priors_own_error_after_the_best_affine():
+    """An exact inverse-depth prior under any scale/shift scores 0; a warped one scores what its warp costs,
+    and a render equal to the truth scores below it (the bar a depth-supervised render has to beat)."""
+    h, w = 30, 40
+    gt = 1.0 + torch.rand(h, w, generator=torch.Generator().manual_seed(0)) * 3
+    warp = 1 + 0.1 * torch.linspace(-1, 1, w)[None].expand(h, w)
+    image = torch.zeros(h, w, 3)
+    exact = View("a.png", "a", image, torch.eye(3), torch.eye(4), gt_depth=gt, prior=3.0 / gt - 0.2,
+                 prior_valid=torch.ones(h, w, dtype=torch.bool))
+    warped = View("b.png", "b", image, torch.eye(3), torch.eye(4), gt_depth=gt, prior=3.0 * warp / gt - 0.2,
+                  prior_valid=torch.ones(h, w, dtype=torch.bool))
+    render = lambda v: (image[None], gt[None])  # noqa: E731
+    assert evaluate_views(render, [exact], prior_kind="inverse_depth")[0]["prior_abs_rel"] < 1e-5
+    m = evaluate_views(render, [warped], prior_kind="inverse_depth")[0]
+    assert 0.02 < m["prior_abs_rel"] < 0.1 and m["depth_abs_rel"] < 1e-6
+    assert "prior_abs_rel" not in evaluate_views(render, [warped])[0]  # no prior kind: no prior metric

@@ -188,3 +188,22 @@ def test_random_init_is_carved_to_the_silhouettes_of_rgba_views():
     assert pts[:, 2].abs().max() < 0.65 and pts.abs().max(0).values.min() > 0.3  # fills the carved box
     opaque = [View("o", "o", torch.zeros(40, 40, 3), K, views[0].camtoworld)]  # no alpha: nothing to carve
     assert carved_random_points(torch.zeros(3), 1.0, 50, opaque, torch.Generator())[0].abs().max() > 0.8
+
+
+def test_prior_points_stay_within_the_devices_cap(example_dir):
+    """The prior adds init.prior_points per training view, fewer when the total would pass max_points."""
+    from omegaconf import OmegaConf
+
+    from s3dgs.data.scene import load_scene
+    from s3dgs.init import initial_points
+    scene = load_scene(example_dir, depth_dir=example_dir / "depth")
+    cfg = OmegaConf.create({"scale": 1.0, "random_scale": 0.1, "num_random": 0, "random_extent": 1.0,
+                            "from_priors": "auto", "prior_points": 200})
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    sfm, n_views = len(scene.points), len(scene.train)
+    full = initial_points(scene, cfg, scene.extent(), gen())[0]
+    assert len(full) == sfm + 200 * n_views
+    capped = initial_points(scene, cfg, scene.extent(), gen(), max_points=sfm + 50 * n_views)[0]
+    assert len(capped) == sfm + 50 * n_views
+    assert torch.equal(capped[:sfm], scene.points)  # the measured points are all kept
+    assert len(initial_points(scene, cfg, scene.extent(), gen(), max_points=sfm // 2)[0]) == sfm
