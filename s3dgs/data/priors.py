@@ -8,12 +8,14 @@ what Depth Anything and its Space produce.
 
 A ``depth_dir`` holding the video depth tool's ``depth.ndjson`` (and no ``depth_meta.json``) is read from that
 file instead: image ``<key>`` takes the record whose ``frame_index`` is the last integer in the key's file name
-(``frame_000123`` -> 123, ``00042`` -> 42). Those priors come from one video-model run, so they are
-``per_sequence``: one scale and shift holds for all frames.
+(``frame_000123`` -> 123, ``00042`` -> 42), or the index an explicit map ``depth_frames.json`` beside it gives
+(``{"<image key>": <frame index>, ...}``, for images not named by frame). Those priors come from one
+video-model run, so they are ``per_sequence``: one scale and shift holds for all frames.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -76,21 +78,41 @@ def _summary(numbers: list[int]) -> str:
     return f"{numbers[0]}, {numbers[1]}, {numbers[2]}, ..., {numbers[-1]} ({len(numbers)} records)"
 
 
+FRAME_MAP_NAME = "depth_frames.json"  # optional, beside depth.ndjson: {"<image key>": <frame index>, ...}
+
+
+def frame_map(path: Path, keys: list[str]) -> dict[str, int | None]:
+    """Each key's source frame index: from the JSON object ``path`` (:data:`FRAME_MAP_NAME`) when it exists (keys
+    it leaves out: ``None``), else :func:`frame_number` of the key's file name. Raises :class:`DepthFileError`
+    when the map is not an object of non-negative integers."""
+    if not path.exists():
+        return {key: frame_number(PurePosixPath(key).name) for key in keys}
+    try:
+        mapping = json.loads(path.read_text())
+        if not (isinstance(mapping, dict) and all(type(v) is int and v >= 0 for v in mapping.values())):
+            raise ValueError("not an object of non-negative integers")
+    except (OSError, ValueError) as e:
+        raise DepthFileError(f"{path}: {e}; write it as {{\"<image key>\": <frame index>, ...}} or delete it to "
+                             "match frames by the number in each image name") from None
+    return {key: mapping.get(key) for key in keys}
+
+
 def load_ndjson_priors(path: Path, keys: list[str]) -> Priors:
-    """The priors of ``keys`` from a video depth tool's ``depth.ndjson`` (matched by :func:`frame_number` of each
-    key's file name); ``per_sequence``. Raises :class:`DepthFileError` when no key matches a record."""
+    """The priors of ``keys`` from a video depth tool's ``depth.ndjson`` (matched by :func:`frame_map`);
+    ``per_sequence``. Raises :class:`DepthFileError` when no key matches a record."""
     index = ndjson.index_records(path)
-    frames = {key: frame_number(PurePosixPath(key).name) for key in keys}
+    frames = frame_map(path.parent / FRAME_MAP_NAME, keys)
     if not any(f in index for f in frames.values()):
         first = frames[keys[0]]
-        wanted = "has no number" if first is None else f"-> frame {first}"
+        wanted = "has no frame" if first is None else f"-> frame {first}"
         raise DepthFileError(f"{path}: no image matches a frame_index (image {keys[0]!r} {wanted}; indices "
                              f"available: {_summary(sorted(index))}); name the images by source frame index "
-                             "(e.g. frame_000123.png) or set depth_dir to a folder of <stem>.png priors")
+                             f"(e.g. frame_000123.png), map them in {FRAME_MAP_NAME} beside it, or set depth_dir "
+                             "to a folder of <stem>.png priors")
     maps, problems, steps, kinds = {}, {}, {}, set()
     for key, frame in frames.items():
         if frame not in index:
-            problems[key] = f"no frame {frame} in {path.name}"
+            problems[key] = f"not in {FRAME_MAP_NAME}" if frame is None else f"no frame {frame} in {path.name}"
             continue
         offset, lo, hi = index[frame]
         try:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from preprocess.depth_png import DepthFileError
 from preprocess.video_depth import ndjson
 from s3dgs import alignment, example
 from s3dgs.example import HEIGHT, WIDTH
@@ -132,4 +133,20 @@ def test_depth_ndjson_folder_as_depth_dir(run_train, example_dir, tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == (
         f"error: {wrong / 'depth.ndjson'}: no image matches a frame_index (image 'view_00' -> frame 0; indices "
         "available: 100, 101, 102, ..., 123 (24 records)); name the images by source frame index (e.g. "
-        "frame_000123.png) or set depth_dir to a folder of <stem>.png priors")
+        "frame_000123.png), map them in depth_frames.json beside it, or set depth_dir to a folder of <stem>.png "
+        "priors")
+
+
+def test_depth_frames_json_maps_images_to_frames(example_dir, tmp_path):
+    """Images not named by frame: an explicit {key: frame index} map beside depth.ndjson matches them; a key
+    the map leaves out trains without a prior; a malformed map is one error naming it."""
+    vda = _write_ndjson(tmp_path / "vda", example_dir / "gt_depth", first_frame=100)
+    mapping = {f"view_{i:02d}": 100 + i for i in range(24) if i != 5}
+    (vda / "depth_frames.json").write_text(json.dumps(mapping))
+    t = Trainer(_cfg(f"data_dir={example_dir}", f"depth_dir={vda}"), tmp_path)
+    with_prior = {v.key for v in t.scene.train + t.scene.test if v.prior is not None}
+    assert with_prior == set(mapping) & {v.key for v in t.scene.train + t.scene.test} and "view_05" not in with_prior
+    assert next(iter(t.depth_align.values())) == pytest.approx((2.0, -0.4), rel=0.05, abs=0.02)
+    (vda / "depth_frames.json").write_text(json.dumps({"view_00": "100"}))
+    with pytest.raises((DepthFileError, TrainError), match="depth_frames.json: not an object of non-negative integers"):
+        Trainer(_cfg(f"data_dir={example_dir}", f"depth_dir={vda}"), tmp_path)
