@@ -204,7 +204,7 @@ class FusionBlock(nn.Module):
             x = x + self.resConfUnit1(skip)
         x = self.resConfUnit2(x)
         resize = {"scale_factor": 2} if size is None else {"size": size}
-        x = F.interpolate(x.contiguous(), **resize, mode="bilinear", align_corners=True)
+        x = F.interpolate(x, **resize, mode="bilinear", align_corners=True)  # channels_last in and out
         return self.out_conv(x)
 
 
