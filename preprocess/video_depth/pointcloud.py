@@ -10,7 +10,7 @@ affine-invariant *inverse* depth, so the cloud is not geometry (Annolid writes i
 out — still only up to the unknown scale and shift of the relative prediction, so not metric either.
 
 The text is exactly Python's ``"%.6f"`` (numbers) and ``"%d"`` (colours) of each value, written by a numba
-kernel (about 9x faster than formatting rows in Python; ``benchmarks/bench_point_csv.py``).
+kernel (8-9x faster than formatting rows in Python; ``benchmarks/bench_point_csv.py``).
 """
 
 from __future__ import annotations
