@@ -1,13 +1,15 @@
 """Temporal DPT head of Video Depth Anything (the ``head.*`` keys of the official checkpoints).
 
 A DPT decoder whose two coarsest encoder levels and two coarsest fusion outputs pass through a
-temporal module: attention over time at every pixel. Temporal states (the normed attention inputs)
-are returned so that streaming inference can attend to cached past frames.
+temporal module: attention over time at every pixel. For streaming, each temporal attention sub-block
+keeps the keys and values of past frames in a :class:`TemporalMemory`, so a new frame projects only
+its own.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -36,12 +38,35 @@ class PositionTable(nn.Module):
         self.register_buffer("pe", sinusoid_table(MAX_FRAMES, dim))
 
 
-class TemporalAttention(nn.Module):
-    """Attention over time for sequences ``[S, T, C]`` (S = batch x pixels).
+@dataclass
+class TemporalMemory:
+    """Streaming memory of one temporal attention sub-block.
 
-    With ``cached [S, Tc, C]`` the keys and values cover the cached frames followed by the ``T``
-    current ones, and the queries only the current ones. Returns ``(out [S, T, C], state)``, where
-    ``state`` is the input ``x`` (what a later call may pass back as part of ``cached``).
+    ``keys``/``values`` ``[S, heads, slots, C/heads]`` (allocated on first use) hold past frames' key and
+    value projections *without* the position term, one frame per slot (a ring buffer: nothing is copied
+    when frames come and go). ``order`` (long ``[Tc]``) lists the slots of the frames the next frame
+    attends to, at temporal positions ``0..Tc-1``; the next frame itself takes position ``Tc`` and is
+    stored in slot ``write``. The caller (the stream) sets ``order`` and ``write`` before each frame.
+    """
+
+    slots: int
+    order: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    write: int = 0
+    keys: torch.Tensor | None = None
+    values: torch.Tensor | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.keys, self.values) if t is not None)
+
+
+class TemporalAttention(nn.Module):
+    """Attention over time for sequences ``[S, T, C]`` (S = batch x pixels), ``[S, T, C]`` out.
+
+    Without memory the ``T`` frames attend to each other (positions ``0..T-1``). With a
+    :class:`TemporalMemory` one frame (``T = 1``) attends to the remembered frames and itself, exactly
+    as if they were concatenated before it: the position term enters linearly (``to_k``/``to_v`` have no
+    bias), so it is added to the logits and outputs instead of to every remembered frame.
     """
 
     def __init__(self, dim: int):
@@ -52,17 +77,40 @@ class TemporalAttention(nn.Module):
         self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
         self.pos_encoder = PositionTable(dim)
 
-    def forward(self, x: torch.Tensor, cached: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        seq = x if cached is None else torch.cat((cached, x), dim=1)
-        length = seq.shape[1]
+    def forward(self, x: torch.Tensor, memory: TemporalMemory | None = None) -> torch.Tensor:
+        if memory is not None:
+            return self.to_out[0](self._attend_memory(x, memory))
+        length = x.shape[1]
         if length > MAX_FRAMES:
             raise ValueError(f"temporal attention covers at most {MAX_FRAMES} frames, got {length}")
-        seq = seq + self.pos_encoder.pe[:, :length].to(seq.dtype)
-        q = self._split(self.to_q(seq[:, length - x.shape[1]:]))
-        k, v = self._split(self.to_k(seq)), self._split(self.to_v(seq))
+        seq = x + self.pos_encoder.pe[:, :length].to(x.dtype)
+        q, k, v = (self._split(f(seq)) for f in (self.to_q, self.to_k, self.to_v))
         out = F.scaled_dot_product_attention(q, k, v)
-        out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)
-        return self.to_out[0](out), x
+        return self.to_out[0](out.transpose(1, 2).reshape(x.shape))
+
+    def _attend_memory(self, x: torch.Tensor, memory: TemporalMemory) -> torch.Tensor:
+        """One frame ``x [S, 1, C]`` against the memory (which then also holds it) -> ``[S, 1, C]``."""
+        s, t, channels = x.shape
+        context = len(memory.order)
+        if t != 1 or context >= MAX_FRAMES:
+            raise ValueError(f"streaming attends one frame to at most {MAX_FRAMES - 1} earlier ones, got "
+                             f"{t} frames after {context}")
+        pe = self.pos_encoder.pe[0, :context + 1].to(x.dtype)  # [Tc + 1, C]
+        q = self._split(self.to_q(x + pe[context]))  # [S, heads, 1, d]
+        k, v = self.to_k(x[:, 0]), self.to_v(x[:, 0])  # [S, C], without the position term
+        if memory.keys is None:
+            memory.keys = k.new_zeros(s, HEADS, memory.slots, channels // HEADS)
+            memory.values = torch.zeros_like(memory.keys)
+        memory.keys[:, :, memory.write] = k.unflatten(-1, (HEADS, -1))
+        memory.values[:, :, memory.write] = v.unflatten(-1, (HEADS, -1))
+        slots = torch.cat((memory.order, memory.order.new_tensor([memory.write])))  # slot at each position
+        pos_k = self.to_k(pe).unflatten(-1, (HEADS, -1)).transpose(0, 1)  # [heads, Tc + 1, d]
+        pos_v = self.to_v(pe).unflatten(-1, (HEADS, -1)).transpose(0, 1)
+        logits = (q @ memory.keys.transpose(-1, -2)).index_select(-1, slots) + q @ pos_k.transpose(-1, -2)
+        probs = torch.softmax(logits * q.shape[-1] ** -0.5, dim=-1)  # [S, heads, 1, Tc + 1]
+        per_slot = probs.new_zeros(s, HEADS, 1, memory.slots).index_add_(-1, slots, probs)
+        out = per_slot @ memory.values + probs @ pos_v  # [S, heads, 1, d]
+        return out.transpose(1, 2).reshape(s, 1, channels)
 
     @staticmethod
     def _split(t: torch.Tensor) -> torch.Tensor:
@@ -94,16 +142,12 @@ class TransformerBlock(nn.Module):
         self.ff.net = nn.ModuleList([GEGLU(dim, 4 * dim), nn.Identity(), nn.Linear(4 * dim, dim)])
         self.ff_norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, cached: list[torch.Tensor] | None = None
-                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """``x [S, T, C]``, ``cached``: one ``[S, Tc, C]`` per attention sub-block or None."""
-        states = []
+    def forward(self, x: torch.Tensor, memories: list[TemporalMemory] | None = None) -> torch.Tensor:
+        """``x [S, T, C]``; ``memories``: one per attention sub-block (streaming) or None."""
         for i, (attention, norm) in enumerate(zip(self.attention_blocks, self.norms)):
-            out, state = attention(norm(x), None if cached is None else cached[i])
-            x = out + x
-            states.append(state)
+            x = attention(norm(x), None if memories is None else memories[i]) + x
         geglu, _, proj = self.ff.net
-        return proj(geglu(self.ff_norm(x))) + x, states
+        return proj(geglu(self.ff_norm(x))) + x
 
 
 class TemporalModule(nn.Module):
@@ -118,20 +162,18 @@ class TemporalModule(nn.Module):
         tt.transformer_blocks = nn.ModuleList([TransformerBlock(dim)])
         tt.proj_out = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, frames: int, cached: list[torch.Tensor] | None = None
-                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Returns ``(x + update [B*T, C, h, w], states)``; states are ``[B*h*w, T, C]``, two per block."""
+    def forward(self, x: torch.Tensor, frames: int, memories: list[TemporalMemory] | None = None
+                ) -> torch.Tensor:
+        """Returns ``x + update [B*T, C, h, w]``; ``memories``: two per block (streaming) or None."""
         tt = self.temporal_transformer
         bt, channels, rows, cols = x.shape
         y = tt.norm(x).permute(0, 2, 3, 1)  # [B*T, h, w, C]
         y = y.reshape(bt // frames, frames, rows * cols, channels).transpose(1, 2)
         y = tt.proj_in(y.reshape(-1, frames, channels))  # [B*h*w, T, C]
-        states = []
         for i, block in enumerate(tt.transformer_blocks):
-            y, block_states = block(y, None if cached is None else cached[2 * i:2 * i + 2])
-            states += block_states
+            y = block(y, None if memories is None else memories[2 * i:2 * i + 2])
         y = tt.proj_out(y).reshape(bt // frames, rows, cols, frames, channels)
-        return y.permute(0, 3, 4, 1, 2).reshape(bt, channels, rows, cols) + x, states
+        return y.permute(0, 3, 4, 1, 2).reshape(bt, channels, rows, cols) + x
 
 
 class ResidualConvUnit(nn.Module):
@@ -162,12 +204,12 @@ class FusionBlock(nn.Module):
             x = x + self.resConfUnit1(skip)
         x = self.resConfUnit2(x)
         resize = {"scale_factor": 2} if size is None else {"size": size}
-        x = F.interpolate(x.contiguous(), **resize, mode="bilinear", align_corners=True)
+        x = F.interpolate(x, **resize, mode="bilinear", align_corners=True)  # channels_last in and out
         return self.out_conv(x)
 
 
 class DPTHeadTemporal(nn.Module):
-    """Four token maps ``[B*T, h*w, D]`` -> depth ``[B*T, 1, 14h, 14w]`` and 8 temporal states."""
+    """Four token maps ``[B*T, h*w, D]`` -> depth ``[B*T, 1, 14h, 14w]``."""
 
     def __init__(self, dim: int, features: int, out_channels: tuple[int, int, int, int]):
         super().__init__()
@@ -190,28 +232,28 @@ class DPTHeadTemporal(nn.Module):
             TemporalModule(c) for c in (out_channels[2], out_channels[3], features, features))
 
     def forward(self, tokens: list[torch.Tensor], rows: int, cols: int, frames: int,
-                cached: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """``tokens``: 4 maps ``[B*T, rows*cols, D]``; ``frames`` = T; ``cached``: 8 states or None."""
+                memories: list[TemporalMemory] | None = None) -> torch.Tensor:
+        """``tokens``: 4 maps ``[B*T, rows*cols, D]``; ``frames`` = T; ``memories``: 8 (streaming) or None."""
         levels = []
         for t, project, resize in zip(tokens, self.projects, self.resize_layers):
             x = t.permute(0, 2, 1).reshape(t.shape[0], t.shape[-1], rows, cols)
             levels.append(resize(project(x)))
         layer_1, layer_2, layer_3, layer_4 = levels
 
-        def temporal(i: int, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-            return self.motion_modules[i](x, frames, None if cached is None else cached[2 * i:2 * i + 2])
+        def temporal(i: int, x: torch.Tensor) -> torch.Tensor:
+            return self.motion_modules[i](x, frames, None if memories is None else memories[2 * i:2 * i + 2])
 
-        layer_3, s0 = temporal(0, layer_3)
-        layer_4, s1 = temporal(1, layer_4)
+        layer_3 = temporal(0, layer_3)
+        layer_4 = temporal(1, layer_4)
         sc = self.scratch
         rn_1, rn_2 = sc.layer1_rn(layer_1), sc.layer2_rn(layer_2)
         rn_3, rn_4 = sc.layer3_rn(layer_3), sc.layer4_rn(layer_4)
-        path_4, s2 = temporal(2, sc.refinenet4(rn_4, size=rn_3.shape[2:]))
-        path_3, s3 = temporal(3, sc.refinenet3(path_4, rn_3, size=rn_2.shape[2:]))
+        path_4 = temporal(2, sc.refinenet4(rn_4, size=rn_3.shape[2:]))
+        path_3 = temporal(3, sc.refinenet3(path_4, rn_3, size=rn_2.shape[2:]))
         out = [self._full_resolution(path_3[i:i + MICRO_BATCH], rn_2[i:i + MICRO_BATCH],
                                      rn_1[i:i + MICRO_BATCH], rows, cols)
                for i in range(0, path_3.shape[0], MICRO_BATCH)]
-        return torch.cat(out), s0 + s1 + s2 + s3
+        return torch.cat(out)
 
     def _full_resolution(self, path_3: torch.Tensor, rn_2: torch.Tensor, rn_1: torch.Tensor,
                          rows: int, cols: int) -> torch.Tensor:

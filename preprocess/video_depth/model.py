@@ -10,7 +10,7 @@ from torch import nn
 
 from preprocess import weights
 from preprocess.video_depth.dinov2 import PATCH, DinoV2
-from preprocess.video_depth.dpt_temporal import DPTHeadTemporal
+from preprocess.video_depth.dpt_temporal import DPTHeadTemporal, TemporalMemory
 
 
 @dataclass(frozen=True)
@@ -60,22 +60,15 @@ class VideoDepthAnything(nn.Module):
         self.pretrained = DinoV2(cfg.dim, cfg.depth, cfg.heads)
         self.head = DPTHeadTemporal(cfg.dim, cfg.features, cfg.out_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_with_states(x)[0]
-
-    def forward_with_states(self, x: torch.Tensor, cached: list[torch.Tensor] | None = None
-                            ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Like ``forward``, also returning the 8 temporal states ``[B*h*w', T, C]`` of this clip.
-
-        ``cached``: 8 tensors ``[B*h*w', Tc, C]`` of earlier frames that the temporal attention of
-        these ``T`` frames also attends to (streaming; ``Tc + T <= 32``).
-        """
+    def forward(self, x: torch.Tensor, memories: list[TemporalMemory] | None = None) -> torch.Tensor:
+        """``memories``: streaming (``B = T = 1``), the 8 temporal attention memories of this video; the
+        frame attends to the frames they list and is added to them (see :class:`TemporalMemory`)."""
         b, t, _, height, width = x.shape
         if height % PATCH or width % PATCH:
             raise ValueError(f"frame size {height}x{width} is not a multiple of {PATCH}")
         tokens = self.pretrained.intermediate_layers(x.flatten(0, 1), self.layers)
-        depth, states = self.head(tokens, height // PATCH, width // PATCH, t, cached)
-        return depth.squeeze(1).unflatten(0, (b, t)), states
+        depth = self.head(tokens, height // PATCH, width // PATCH, t, memories)
+        return depth.squeeze(1).unflatten(0, (b, t))
 
 
 def _describe(state: dict[str, torch.Tensor]) -> str:

@@ -1,11 +1,15 @@
-"""Streaming inference with the official semantics: one frame at a time, cached temporal states.
+"""Streaming inference with the official semantics: one frame at a time, cached temporal keys and values.
 
-Each frame's temporal states (the normed inputs of the 8 temporal attention sub-blocks) are cached.
-A new frame attends to 31 cached frames: the first two cache slots and the last 29. The first frame's
-states fill all 32 slots; once the cache holds 42 entries (from frame 11 on), the entry in slot 1 is
-dropped for every frame added, so the context is frame 0, the frame 41 back, and the last 29 frames,
-mimicking the batch keyframes. The cache never grows beyond 42 frames' states. There is no scale/shift
-alignment: each frame's output is used as is, so results differ from batch mode by design.
+Each frame is cached (its keys and values in the 8 temporal attention sub-blocks). A new frame attends
+to 31 cached frames: the first two cache entries and the last 29. The first frame fills all 32 entries;
+once the cache holds 42 entries (from frame 11 on), entry 1 is dropped for every frame added, so the
+context is frame 0, the frame 41 back, and the last 29 frames, mimicking the batch keyframes. There is
+no scale/shift alignment: each frame's output is used as is, so results differ from batch mode by design.
+
+The official code concatenates the cached states anew for every frame and projects all 32 frames' keys
+and values again; here every frame's keys and values are projected once and kept in preallocated ring
+slots (:class:`TemporalMemory`, 43 frames: the 42 cached and the one being added), so memory is fixed
+from the first frame and nothing is copied per frame.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
+from preprocess.video_depth.dpt_temporal import TemporalAttention, TemporalMemory
 from preprocess.video_depth.inference import (INTERP, OVERLAP, STEP, WINDOW, network_size, place_model,
                                               precision, preprocess_frame, upsample)
 from preprocess.video_depth.model import VideoDepthAnything
@@ -34,14 +39,15 @@ class VideoDepthStream:
         self.model, self.input_size, self.fp32 = model, input_size, fp32
         self.device = place_model(model, device)
         self.frame_shape: tuple[int, int] | None = None
-        self.cache: list[list[torch.Tensor]] = []  # per cached frame: its 8 temporal states
+        self.cache: list[int] = []  # memory slot of each cached frame, oldest first (repeats at the start)
+        self.memories = [TemporalMemory(CACHE_LIMIT + 1) for m in model.modules()
+                         if isinstance(m, TemporalAttention)]  # in call order
         self.frames_seen = 0
 
     @property
     def cached_bytes(self) -> int:
-        """Bytes held by distinct cached state tensors."""
-        distinct = {id(t): t for entry in self.cache for t in entry}
-        return sum(t.numel() * t.element_size() for t in distinct.values())
+        """Bytes held by the temporal memories (fixed once the first frame has run)."""
+        return sum(m.nbytes for m in self.memories)
 
     def step(self, frame: np.ndarray) -> np.ndarray:
         frame = np.asarray(frame)
@@ -54,16 +60,14 @@ class VideoDepthStream:
                              f"started at {self.frame_shape[1]}x{self.frame_shape[0]}; all frames need one size")
         height, width = self.frame_shape
         x = preprocess_frame(frame, network_size(height, width, self.input_size))[None, None].to(self.device)
-        context = None
-        if self.cache:
-            entries = self.cache[:CONTEXT_HEAD] + self.cache[-(WINDOW - 1 - CONTEXT_HEAD):]
-            context = [torch.cat(states, dim=1) for states in zip(*entries)]
+        context = self.cache[:CONTEXT_HEAD] + self.cache[-(WINDOW - 1 - CONTEXT_HEAD):] if self.cache else []
+        write = min(set(range(CACHE_LIMIT + 1)) - set(self.cache))
+        order = torch.tensor(context, dtype=torch.long, device=self.device)
+        for memory in self.memories:
+            memory.order, memory.write = order, write
         with torch.no_grad(), precision(self.device, self.fp32):
-            depth, states = self.model.forward_with_states(x, context)
-        if self.cache:
-            self.cache.append(states)
-        else:
-            self.cache = [states] * WINDOW
+            depth = self.model(x, self.memories)
+        self.cache = self.cache + [write] if self.cache else [write] * WINDOW
         if len(self.cache) > CACHE_LIMIT:
             del self.cache[1]
         self.frames_seen += 1

@@ -57,17 +57,20 @@ def test_bad_frames_are_rejected(model):
 
 
 def test_streaming_cache_is_bounded(model):
-    """The cache stops growing at 42 frames' states; bytes stay constant once the copies of frame 0's
-    states are evicted (frame 41), however long the video."""
+    """The cache stops growing at 42 frames; its memory is allocated by the first frame (43 ring slots:
+    the 42 cached frames and the one being added) and never changes, however long the video."""
     stream = VideoDepthStream(model, input_size=28)
-    lengths, sizes = [], []
+    lengths, sizes, slots = [], [], []
     for frame in synthetic_clip(52, 12, 16, seed=3):
         depth = stream.step(frame)
         lengths.append(len(stream.cache))
         sizes.append(stream.cached_bytes)
+        slots.append(stream.cache[-1])
     assert depth.shape == (12, 16) and depth.dtype == np.float32
     assert lengths[:12] == [32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 42]
     assert set(lengths[11:]) == {CACHE_LIMIT}
-    per_frame = sizes[0]
-    assert sizes[41:] == [CACHE_LIMIT * per_frame] * (52 - 41)
-    assert max(sizes) == CACHE_LIMIT * per_frame
+    assert len(set(stream.cache)) == CACHE_LIMIT and set(slots) == set(range(CACHE_LIMIT + 1))
+    # network input 28x42: 2x3 patches; temporal levels 2x3 (192 ch), 1x2 (384), 2x3 (64), 4x6 (64);
+    # per frame and level two sub-blocks x (keys + values) x float32
+    per_frame = 2 * 2 * 4 * (6 * 192 + 2 * 384 + 6 * 64 + 24 * 64)
+    assert sizes == [(CACHE_LIMIT + 1) * per_frame] * 52

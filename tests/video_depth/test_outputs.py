@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from preprocess.video_depth import ndjson, rawfiles
-from preprocess.video_depth.pointcloud import write_point_csv
+from preprocess.video_depth.pointcloud import back_project, write_point_csv
 from preprocess.video_depth.regions import RegionLabeler, annotation_dir
 from preprocess.video_depth.vis import Mp4Writer, colorize, preview_payload, to_uint8
 
@@ -114,6 +114,44 @@ def test_point_csv_columns_and_geometry(tmp_path):
     assert lines[0] == "x,y,z,intensity"
     assert len(lines) == 1 + 5  # the zero-valued pixel (infinitely far) is left out
     assert [float(r.split(",")[2]) for r in lines[1:]] == pytest.approx([1.0, 0.5, 0.25, 2.0, 1 / 1.5], abs=1e-6)
+
+
+def test_point_csv_bytes_of_a_tiny_frame(tmp_path):
+    # x = (u - 1) / 2 * z, y = (v - 1) / 4 * z; -0.0 keeps its sign; 2**-7 * 1e6 = 7812.5 is a tie (to even)
+    z = np.array([[1.0, 2.0 ** -7], [0.0, -1e-7]], np.float32)
+    rgb = np.array([[[0, 9, 10], [99, 100, 255]], [[5, 0, 0], [1, 2, 3]]], np.uint8)
+    labels = np.array([["a", None], ['say "hi"', "ü"]], dtype=object)
+    path = tmp_path / "point_0000.csv"
+    write_point_csv(path, z, rgb, fx=2.0, fy=4.0, labels=labels)
+    assert path.read_bytes() == (
+        "x,y,z,intensity,region,red,green,blue\n"
+        '-0.500000,-0.250000,1.000000,1.000000,"a",0,9,10\n'
+        "0.000000,-0.001953,0.007812,0.007812,,99,100,255\n"
+        '-0.000000,0.000000,0.000000,0.000000,"say ""hi""",5,0,0\n'
+        '-0.000000,-0.000000,-0.000000,-0.000000,"ü",1,2,3\n').encode()
+
+
+def test_point_csv_is_pythons_formatting(tmp_path):
+    """Random magnitudes 1e-9..1e12, exact ties, signed zeros and non-finite values, written as
+    ``"%.6f"`` would write them (the vectorised writer leaves only doubtful values to Python)."""
+    rng = np.random.default_rng(7)
+    z = (rng.standard_normal((40, 50)) * 10.0 ** rng.integers(-9, 13, (40, 50))).astype(np.float32)
+    special = [0.0, -0.0, 2.0 ** -7, -(2.0 ** -7), 1.5e-6, 0.5e-6, 999999.9999995, 1e9, -1e9, 3e12, np.inf,
+               -np.inf, np.nan]
+    z.flat[:len(special)] = special
+    z[1] = rng.integers(-10 ** 6, 10 ** 6, 50) / 128  # exact half-way points at the 6th decimal
+    rgb = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    for as_depth in (False, True):
+        path = tmp_path / f"point_{as_depth:d}.csv"
+        write_point_csv(path, z, rgb, fx=3.7, fy=0.9, as_depth=as_depth)
+        value = z.astype(np.float64)
+        keep = value > 0 if as_depth else np.ones(z.shape, bool)
+        value = np.divide(1.0, value, out=np.zeros_like(value), where=keep) if as_depth else value
+        x, y = back_project(value, 3.7, 0.9)
+        rows = zip(x[keep].tolist(), y[keep].tolist(), value[keep].tolist(), rgb[keep].tolist())
+        expected = "x,y,z,intensity,red,green,blue\n" + "".join(
+            "%.6f,%.6f,%.6f,%.6f,%d,%d,%d\n" % (a, b, c, c, *colour) for a, b, c, colour in rows)
+        assert path.read_bytes() == expected.encode()
 
 
 def test_exr_channel_z_roundtrip(tmp_path):
