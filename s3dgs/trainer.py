@@ -6,6 +6,7 @@ config and writes ``metrics.json``, ``point_cloud.ply``, ``ckpt.pt`` and ``rende
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -287,12 +288,16 @@ class Trainer:
         bar = tqdm(range(st.step, cfg.steps), initial=st.step, total=cfg.steps, mininterval=1.0,
                    desc="train", dynamic_ncols=True)
         tb = TensorBoardLog(self, st.step) if cfg.log.tensorboard else None
+        if cfg.viewer:
+            from s3dgs.view import TrainingViewer  # viser and nerfview load in seconds: only when asked for
+        live = TrainingViewer(self, st) if cfg.viewer else None
         t0 = time.perf_counter()
         try:
             for step in bar:
                 if not order:
                     order = torch.randperm(len(train), generator=st.order).tolist()
-                terms, rgb, gt, mask = self.train_step(st, step, train[order.pop()], use_depth)
+                with live.training_step() if live else contextlib.nullcontext():
+                    terms, rgb, gt, mask = self.train_step(st, step, train[order.pop()], use_depth)
                 if tb:
                     t0 += tb.after_step(st, terms, rgb, gt, mask)  # its evaluations are not training time
                 if step % 25 == 0 or st.step == cfg.steps:
@@ -306,6 +311,8 @@ class Trainer:
             st.train_seconds += time.perf_counter() - t0
             if tb:
                 tb.close()
+            if live:
+                live.close()
 
     # ------------------------------------------------------------ evaluation and outputs
 

@@ -1,11 +1,14 @@
 """Fixtures for the export / viewer tests: a small Gaussian model saved as a run's point_cloud.ply."""
 
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from s3dgs.gaussians import rgb_to_sh, save_ply
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # viewer_browser
 
 
 def make_gaussians(n: int = 600, sh_degree: int = 2, seed: int = 0) -> torch.nn.ParameterDict:
