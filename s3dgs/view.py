@@ -23,10 +23,13 @@ import nerfview
 import numpy as np
 import torch
 import viser
+from gsplat.cuda._torch_impl import _quat_scale_to_covar_preci
+
+from preprocess.atomic_io import atomic_write_bytes
 
 from s3dgs.evaluate import depth_colors, disparity_range
 from s3dgs.export import ExportError, load_model
-from s3dgs.gaussians import sh_degree_of
+from s3dgs.gaussians import SH_C0, sh_degree_of
 from s3dgs.render import rasterization
 
 if TYPE_CHECKING:
@@ -123,6 +126,27 @@ def serve(model: str | Path, port: int = 8080, host: str = "127.0.0.1", device: 
     return SplatViewer(server, lambda: g)
 
 
+def export_page(model: str | Path, out_dir: str | Path) -> Path:
+    """Write ``<out_dir>/index.html``: viser's client (from its wheel) with the Gaussians of ``model`` (run folder
+    or PLY) embedded as a recorded scene, drawn by viser's WebGL splat renderer in the browser. Opens from disk,
+    no server. Colours are the SH degree-0 (view-independent) ones; returns the page's path."""
+    g = load_model(model)
+    covars, _ = _quat_scale_to_covar_preci(g["quats"], torch.exp(g["scales"]), compute_preci=False)
+    server = viser.ViserServer(host="127.0.0.1", port=0, verbose=False)
+    try:
+        look_from(server, default_camera(g["means"]), g["means"].median(0).values.numpy())
+        server.scene.add_gaussian_splats(
+            "/splats", centers=g["means"].numpy(), covariances=covars.numpy(),
+            rgbs=(g["sh0"][:, 0] * SH_C0 + 0.5).clamp(0, 1).numpy(), opacities=torch.sigmoid(g["opacities"])[:, None].numpy())
+        html = server.scene.as_html(dark_mode=True)
+    finally:
+        server.stop()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "index.html", html.encode())
+    return out / "index.html"
+
+
 class TrainingViewer:
     """The viewer during training (``viewer=true``): the loop runs each step inside :meth:`training_step`."""
 
@@ -161,9 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
+    p.add_argument("--export", type=Path, metavar="DIR", default=None,
+                   help="instead of serving, write DIR/index.html: a page that shows the splat from disk, no server")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        if args.export:
+            print(f"wrote {export_page(args.model, args.export)}")
+            return 0
         viewer = serve(args.model, args.port, args.host, args.device)
     except (ExportError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -22,12 +22,12 @@ def colourful(img: np.ndarray) -> np.ndarray:
     return (img.max(-1).astype(int) - img.min(-1)) > 60
 
 
-def settle(browser: Browser, timeout: float = 60) -> np.ndarray:
-    """Screenshot of the canvas once it shows colour and two shots 1 s apart agree (nerfview refines a
+def settle(browser: Browser, timeout: float = 60, region: tuple[slice, slice] = CANVAS) -> np.ndarray:
+    """Screenshot of ``region`` once it shows colour and two shots 1 s apart agree (nerfview refines a
     low-resolution frame into a full one)."""
     end, prev = time.monotonic() + timeout, None
     while time.monotonic() < end:
-        img = browser.screenshot()[CANVAS]
+        img = browser.screenshot()[region]
         if colourful(img).mean() > 0.02 and prev is not None and np.abs(img.astype(int) - prev).mean() < 1:
             return img
         prev = img
@@ -64,6 +64,27 @@ def test_browser_shows_the_splat_and_it_moves_with_the_camera(run_dir, python, r
             browser.close()
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason=SKIP_REASON)
+def test_exported_page_shows_the_splat_from_disk_without_a_server(run_dir, python, repo_env, tmp_path):
+    page_dir = tmp_path / "page"
+    proc = subprocess.run([python, "-m", "s3dgs.view", str(run_dir), "--export", str(page_dir)], env=repo_env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr  # the command has exited: nothing serves the page
+    assert proc.stdout.strip().endswith(f"wrote {page_dir / 'index.html'}")
+    assert [p.name for p in page_dir.iterdir()] == ["index.html"]
+    profile = tmp_path / "chromium"
+    profile.mkdir()
+    browser = Browser(profile)
+    try:
+        browser.call("Emulation.setDeviceMetricsOverride", width=VIEWPORT[0], height=VIEWPORT[1], deviceScaleFactor=1,
+                     mobile=False)
+        browser.open((page_dir / "index.html").as_uri())
+        img = settle(browser, region=(slice(150, 700), slice(0, 1200)))
+        assert 0.02 < colourful(img).mean() < 0.9  # the splat's colours drawn by viser's WebGL renderer
+    finally:
+        browser.close()
 
 
 def test_depth_mode_colours_near_warm_and_far_cool(run_dir):
