@@ -27,10 +27,13 @@ from gsplat.cuda._torch_impl import _quat_scale_to_covar_preci
 
 from preprocess.atomic_io import atomic_write_bytes
 
+from s3dgs.data.frames import DataError, read_layout
+from s3dgs.eval import EvalError, load_run_config
 from s3dgs.evaluate import depth_colors, disparity_range
 from s3dgs.export import ExportError, load_model
 from s3dgs.gaussians import SH_C0, sh_degree_of
 from s3dgs.render import rasterization
+from s3dgs.trainer import resolve_data
 
 if TYPE_CHECKING:
     from s3dgs.trainer import State, Trainer
@@ -114,6 +117,28 @@ def default_camera(means: torch.Tensor) -> np.ndarray:
     return c2w
 
 
+def run_camera(model: str | Path) -> np.ndarray | None:
+    """The first training camera by name (camera-to-world ``[4, 4]``, OpenCV axes) of the run folder ``model``,
+    read from its dataset; None for a PLY file, or (with a warning) when the dataset cannot be read."""
+    model = Path(model).expanduser()
+    if not (model / ".hydra" / "config.yaml").is_file():
+        return None
+    try:
+        cfg = load_run_config(model)
+        frames = read_layout(resolve_data(cfg)[0], cfg.data.type, cfg.data.images).frames
+    except (EvalError, DataError, OSError) as e:
+        log.warning("%s: the run's cameras cannot be read (%s); starting from a view of the whole model", model, e)
+        return None
+    return min(frames, key=lambda f: f.name).camtoworld
+
+
+def start_view(server: viser.ViserServer, model: str | Path, means: torch.Tensor) -> None:
+    """Start new clients at the run's first camera (else :func:`default_camera`) looking at the median of
+    ``means [N, 3]``."""
+    c2w = run_camera(model)
+    look_from(server, default_camera(means) if c2w is None else c2w, means.median(0).values.double().numpy())
+
+
 def serve(model: str | Path, port: int = 8080, host: str = "127.0.0.1", device: str = "auto") -> SplatViewer:
     """Start the viewer of a run folder or PLY on ``host:port``; returns it (the server runs in threads)."""
     g = load_model(model)
@@ -121,8 +146,7 @@ def serve(model: str | Path, port: int = 8080, host: str = "127.0.0.1", device: 
                        ("cpu" if device == "auto" else device))
     g = {k: v.to(dev) for k, v in g.items()}
     server = viser.ViserServer(host=host, port=port, verbose=False)
-    c2w = default_camera(g["means"].cpu())
-    look_from(server, c2w, g["means"].cpu().median(0).values.numpy())
+    start_view(server, model, g["means"].cpu())
     return SplatViewer(server, lambda: g)
 
 
@@ -134,7 +158,7 @@ def export_page(model: str | Path, out_dir: str | Path) -> Path:
     covars, _ = _quat_scale_to_covar_preci(g["quats"], torch.exp(g["scales"]), compute_preci=False)
     server = viser.ViserServer(host="127.0.0.1", port=0, verbose=False)
     try:
-        look_from(server, default_camera(g["means"]), g["means"].median(0).values.numpy())
+        start_view(server, model, g["means"])
         server.scene.add_gaussian_splats(
             "/splats", centers=g["means"].numpy(), covariances=covars.numpy(),
             rgbs=(g["sh0"][:, 0] * SH_C0 + 0.5).clamp(0, 1).numpy(), opacities=torch.sigmoid(g["opacities"])[:, None].numpy())
