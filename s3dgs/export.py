@@ -21,7 +21,9 @@ from gsplat import export_splats
 from preprocess.atomic_io import atomic_write_bytes
 from s3dgs.gaussians import gaussians_from_ply
 
-FORMATS = {"ply": ("ply", ".ply"), "splat": ("splat", ".splat"), "ply-compressed": ("ply_compressed", ".compressed.ply")}
+# --format -> (gsplat's name, file suffix)
+FORMATS = {"ply": ("ply", ".ply"), "splat": ("splat", ".splat"),
+           "ply-compressed": ("ply_compressed", ".compressed.ply")}
 
 
 class ExportError(ValueError):

@@ -68,7 +68,8 @@ class TensorBoardLog:
         if not trainer.scene.test:
             log.warning("no test views: TensorBoard gets the training scalars only")
         # a resumed run drops what an earlier run logged after the checkpoint it continues from
-        self.writer = SummaryWriter(str(Path(trainer.out_dir) / "tb"), purge_step=start_step + 1 if start_step else None)
+        purge = start_step + 1 if start_step else None
+        self.writer = SummaryWriter(str(Path(trainer.out_dir) / "tb"), purge_step=purge)
         self.t0, self.t0_step = time.perf_counter(), start_step
 
     def after_step(self, st: State, terms: dict[str, torch.Tensor], rgb: torch.Tensor, gt: torch.Tensor,

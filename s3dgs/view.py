@@ -33,7 +33,7 @@ from s3dgs.evaluate import depth_colors, disparity_range
 from s3dgs.export import ExportError, load_model
 from s3dgs.gaussians import SH_C0, sh_degree_of
 from s3dgs.render import rasterization
-from s3dgs.trainer import resolve_data
+from s3dgs.trainer import TrainError, pick_device, resolve_data
 
 if TYPE_CHECKING:
     from s3dgs.trainer import State, Trainer
@@ -141,10 +141,8 @@ def start_view(server: viser.ViserServer, model: str | Path, means: torch.Tensor
 
 def serve(model: str | Path, port: int = 8080, host: str = "127.0.0.1", device: str = "auto") -> SplatViewer:
     """Start the viewer of a run folder or PLY on ``host:port``; returns it (the server runs in threads)."""
-    g = load_model(model)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
-    g = {k: v.to(dev) for k, v in g.items()}
+    dev = pick_device(device)
+    g = {k: v.to(dev) for k, v in load_model(model).items()}
     server = viser.ViserServer(host=host, port=port, verbose=False)
     start_view(server, model, g["means"].cpu())
     return SplatViewer(server, lambda: g)
@@ -159,9 +157,9 @@ def export_page(model: str | Path, out_dir: str | Path) -> Path:
     server = viser.ViserServer(host="127.0.0.1", port=0, verbose=False)
     try:
         start_view(server, model, g["means"])
-        server.scene.add_gaussian_splats(
-            "/splats", centers=g["means"].numpy(), covariances=covars.numpy(),
-            rgbs=(g["sh0"][:, 0] * SH_C0 + 0.5).clamp(0, 1).numpy(), opacities=torch.sigmoid(g["opacities"])[:, None].numpy())
+        rgbs = (g["sh0"][:, 0] * SH_C0 + 0.5).clamp(0, 1)
+        server.scene.add_gaussian_splats("/splats", centers=g["means"].numpy(), covariances=covars.numpy(),
+                                         rgbs=rgbs.numpy(), opacities=torch.sigmoid(g["opacities"])[:, None].numpy())
         html = server.scene.as_html(dark_mode=True)
     finally:
         server.stop()
@@ -178,8 +176,8 @@ class TrainingViewer:
         self.st = st
         self.server = viser.ViserServer(host="127.0.0.1", port=trainer.cfg.viewer_port, verbose=False)
         view = trainer.scene.train[0]
-        centre = trainer.scene.points.median(0).values if len(trainer.scene.points) else st.params["means"].median(0).values
-        look_from(self.server, view.camtoworld.double().numpy(), centre.detach().cpu().double().numpy())
+        points = trainer.scene.points if len(trainer.scene.points) else st.params["means"].detach().cpu()
+        look_from(self.server, view.camtoworld.double().numpy(), points.median(0).values.double().numpy())
         self.viewer = SplatViewer(self.server, lambda: {k: v.detach() for k, v in st.params.items()}, mode="training",
                                   backend=trainer.cfg.backend)
         self.pixels = view.width * view.height
@@ -218,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {export_page(args.model, args.export)}")
             return 0
         viewer = serve(args.model, args.port, args.host, args.device)
-    except (ExportError, OSError) as e:
+    except (ExportError, TrainError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"viewer at http://{args.host}:{viewer.server.get_port()} (Ctrl-C to stop)", flush=True)

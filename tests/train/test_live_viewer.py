@@ -1,4 +1,5 @@
-"""viewer=true: a real headless Chromium watches the real Hydra app train (the step counter advances, the scene\nis drawn); the endless run is killed at the end."""
+"""viewer=true: a real headless Chromium watches the real Hydra app train (the step counter advances, the scene
+is drawn); the endless run is killed at the end."""
 
 import re
 import subprocess

@@ -36,7 +36,8 @@ class Browser:
             time.sleep(0.1)
         port = port_file.read_text().split()[0]
         new_page = urllib.request.Request(f"http://127.0.0.1:{port}/json/new?about:blank", method="PUT")
-        self.ws = connect(json.load(urllib.request.urlopen(new_page, timeout=30))["webSocketDebuggerUrl"], max_size=None)
+        page = json.load(urllib.request.urlopen(new_page, timeout=30))
+        self.ws = connect(page["webSocketDebuggerUrl"], max_size=None)
         self.next_id = 0
 
     def call(self, method: str, **params) -> dict:
