@@ -31,7 +31,8 @@ class _Page(HTMLParser):
 
 def test_report_has_the_table_and_each_jobs_renders_per_view(run_train, tmp_path):
     sweep = tmp_path / "sweep"
-    run_train("-m", "lambda_depth=0,0.1", "steps=2", "log.tensorboard=false", f"hydra.sweep.dir={sweep}")
+    run_train("-m", "lambda_depth=0,0.1", "steps=2", "init.from_priors=false", "log.tensorboard=false",
+              f"hydra.sweep.dir={sweep}")
     page = _Page()
     page.feed((sweep / "sweep_report.html").read_text())
     md = (sweep / "sweep_metrics.md").read_text().splitlines()

@@ -11,7 +11,8 @@ def _events(run_dir):
 
 def test_scalars_and_test_images_at_their_steps_and_resume_continues(run_train, example_dir, tmp_path):
     run_dir = tmp_path / "run"
-    common = [f"data_dir={example_dir}", "log.every=2", "log.eval_every=4", f"hydra.run.dir={run_dir}"]
+    common = [f"data_dir={example_dir}", "init.from_priors=false", "log.every=2", "log.eval_every=4",
+              f"hydra.run.dir={run_dir}"]
     run_train("steps=4", *common)
     run_train("steps=6", "resume=true", *common)
     ea = _events(run_dir)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from s3dgs.gaussians import gaussians_from_ply
-from s3dgs.view import render_view
+from s3dgs.view import main, render_view
 
 from viewer_browser import CHROMIUM, SKIP_REASON, Browser
 
@@ -103,3 +103,11 @@ def test_depth_mode_colours_near_warm_and_far_cool(run_dir):
     near_px, far_px = img[44:52, 36:44].reshape(-1, 3).mean(0), img[46:50, 81:84].reshape(-1, 3).mean(0)
     assert near_px[0] - near_px[2] > far_px[0] - far_px[2] + 100  # turbo: red near, blue far
     assert not np.array_equal(img, rgb)
+
+
+def test_bad_input_is_one_error_line(tmp_path, capsys):
+    assert main([str(tmp_path / "missing"), "--export", str(tmp_path / "page")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {tmp_path / 'missing' / 'point_cloud.ply'} not found: pass a finished run folder of "
+                   "python -m s3dgs.train or a 3DGS .ply file"]
+    assert not (tmp_path / "page").exists()
