@@ -64,7 +64,9 @@ def export(path: str | Path, fmt: str, out: str | Path | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m s3dgs.export", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m s3dgs.export",
+                                description="Write trained Gaussians as ply, splat or ply-compressed through gsplat's "
+                                            "exporter.",
                                 epilog="example: python -m s3dgs.export outputs/2025-01-31/12-00-00 --format splat")
     p.add_argument("model", metavar="RUN_DIR|PLY", help="a run folder of python -m s3dgs.train, or a 3DGS .ply")
     p.add_argument("--format", required=True, choices=list(FORMATS))

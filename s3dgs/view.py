@@ -201,7 +201,9 @@ class TrainingViewer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m s3dgs.view", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m s3dgs.view",
+                                description="Look at trained Gaussians in a web browser (viser + nerfview), or write "
+                                            "a page that shows them with no server (--export).",
                                 epilog="example: python -m s3dgs.view outputs/2025-01-31/12-00-00 --port 8080")
     p.add_argument("model", metavar="RUN_DIR|PLY", help="a run folder of python -m s3dgs.train, or a 3DGS .ply")
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
