@@ -69,6 +69,25 @@ def load_ply(path: str | Path) -> dict[str, np.ndarray]:
     return {name: data[:, i] for i, name in enumerate(names)}
 
 
+def gaussians_from_ply(path: str | Path) -> dict[str, torch.Tensor]:
+    """The parameters (gsplat's names and shapes, see the module doc; CPU float32) of a 3DGS PLY read by
+    :func:`load_ply`. Raises ``ValueError`` naming the file when a 3DGS property is missing."""
+    p = load_ply(path)
+    rest = sorted((k for k in p if k.startswith("f_rest_")), key=lambda k: int(k[7:]))
+    need = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
+            "rot_0", "rot_1", "rot_2", "rot_3"]
+    missing = [k for k in need if k not in p]
+    if missing or len(rest) % 3:
+        raise ValueError(f"{path}: not a 3DGS PLY (missing {', '.join(missing) or 'f_rest_* in threes'}); "
+                         "pass the point_cloud.ply of a run of python -m s3dgs.train")
+    col = lambda *names: torch.from_numpy(np.stack([p[k] for k in names], 1).copy())  # noqa: E731
+    n = len(p["x"])
+    return {"means": col("x", "y", "z"), "scales": col("scale_0", "scale_1", "scale_2"),
+            "quats": col("rot_0", "rot_1", "rot_2", "rot_3"), "opacities": col("opacity")[:, 0],
+            "sh0": col("f_dc_0", "f_dc_1", "f_dc_2")[:, None],
+            "shN": col(*rest).reshape(n, 3, len(rest) // 3).transpose(1, 2) if rest else torch.zeros(n, 0, 3)}
+
+
 def sh_degree_of(shN: torch.Tensor) -> int:
     """SH degree stored in ``shN [N, K-1, 3]``."""
     return int(math.isqrt(shN.shape[1] + 1)) - 1

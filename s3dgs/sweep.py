@@ -2,13 +2,15 @@
 
 Registered in ``configs/train.yaml`` as a Hydra callback: after the last job (basic, joblib, or submitit on
 Slurm, whose launcher waits for its jobs) it reads ``<sweep dir>/<job>/metrics.json`` and writes
-``sweep_metrics.csv`` and ``sweep_metrics.md`` there. ``python -m s3dgs.sweep SWEEP_DIR`` rebuilds them, e.g.
-after a sweep whose launching process was stopped before its jobs finished.
+``sweep_metrics.csv``, ``sweep_metrics.md`` and ``sweep_report.html`` (the table, then each test view's renders
+of every job one above the other, linked relatively) there. ``python -m s3dgs.sweep SWEEP_DIR`` rebuilds them,
+e.g. after a sweep whose launching process was stopped before its jobs finished.
 """
 
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import sys
@@ -79,7 +81,39 @@ def write_sweep_table(sweep_dir: str | Path) -> list[dict[str, Any]]:
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(fmt(r[h]) for h in header) + " |" for r in rows]
     atomic_write_bytes(sweep_dir / "sweep_metrics.md", ("\n".join(md) + "\n").encode())
+    atomic_write_bytes(sweep_dir / "sweep_report.html", sweep_report(sweep_dir, header, [
+        [fmt(r[h]) for h in header] for r in rows]).encode())
     return rows
+
+
+def sweep_report(sweep_dir: Path, header: list[str], cells: list[list[str]]) -> str:
+    """HTML page: the metrics table (``header`` and ``cells``, one row per job, job first), then for each
+    test view its ``<job>/renders/<key>.png`` (render | ground truth | depth) of every job, one above the
+    other so they compare by eye. Image links are relative to ``sweep_dir``."""
+    esc = html.escape
+    table = ["<table>", "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"]
+    table += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in cells]
+    table.append("</table>")
+    labels = {row[0]: f"{row[0]}: {row[1]}" if row[1] else row[0] for row in cells}
+    keys = sorted({p.relative_to(sweep_dir / job / "renders").as_posix() for job in labels
+                   for p in (sweep_dir / job / "renders").rglob("*.png")})
+    views = []
+    for key in keys:
+        views.append(f"<h2>{esc(key.removesuffix('.png'))}</h2>")
+        for job, label in labels.items():
+            src = f"{job}/renders/{key}"
+            img = (f'<img src="{esc(src)}" alt="{esc(src)}">' if (sweep_dir / src).is_file()
+                   else "<em>no render (save_renders=false)</em>")
+            views.append(f"<figure>{img}<figcaption>{esc(label)}</figcaption></figure>")
+    if not keys:
+        views.append("<p>No renders: the jobs ran with save_renders=false.</p>")
+    style = ("body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}td,th{border:1px solid #bbb;"
+             "padding:2px 8px;text-align:right}figure{margin:0 0 6px}img{image-rendering:pixelated;max-width:100%}"
+             "figcaption{font-size:small}")
+    return ("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>sweep report</title>"
+            f"<style>{style}</style></head><body>\n<h1>Sweep {esc(sweep_dir.name)}</h1>\n"
+            + "\n".join(table) + "\n<p>Each image: test render | ground truth | rendered inverse depth.</p>\n"
+            + "\n".join(views) + "\n</body></html>\n")
 
 
 class SweepTable(Callback):

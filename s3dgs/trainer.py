@@ -6,6 +6,7 @@ config and writes ``metrics.json``, ``point_cloud.ply``, ``ckpt.pt`` and ``rende
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -29,6 +30,7 @@ from s3dgs.losses import depth_loss, photometric_loss, to_prior_space
 from s3dgs.metrics import psnr
 from s3dgs.render import rasterization
 from s3dgs.strategy import BudgetDefaultStrategy, gaussian_budget, make_strategy, scaled_steps, strategy_regulariser
+from s3dgs.tb_logging import TensorBoardLog
 
 log = logging.getLogger(__name__)
 
@@ -246,20 +248,21 @@ class Trainer:
 
     # ------------------------------------------------------------ loop
 
-    def train_step(self, st: State, step: int, view: View, use_depth: bool) -> tuple[torch.Tensor, ...]:
-        """One optimisation step on ``view``: render, losses, backward, densification, Adam.
-        Returns the loss and the rendered / target images and mask (for the progress bar)."""
+    def train_step(self, st: State, step: int, view: View, use_depth: bool
+                   ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One optimisation step on ``view``: render, losses, backward, densification, Adam. Returns the loss
+        terms (``loss``, ``photometric``, weighted ``depth``) and the rendered / target images and mask (for the
+        progress bar and TensorBoard)."""
         cfg = self.cfg
         st.optimizers["means"].param_groups[0]["lr"] = self.means_lr(step)
         gt, bg = self.target(view, st.order)
         mask = None if view.mask is None else view.mask.to(self.device)[None]
         rgb, depth, alpha, info = self.render(st.params, view, min(step // self.sh_interval, cfg.sh_degree), bg)
         self.strategy.step_pre_backward(st.params, st.optimizers, st.strategy_state, step, info)
-        loss = photometric_loss(rgb, gt, mask, cfg.ssim_lambda)
+        photo = photometric_loss(rgb, gt, mask, cfg.ssim_lambda)
         dl = self.view_depth_loss(view, depth[0], alpha[0]) if use_depth else None
-        if dl is not None:
-            loss = loss + self.depth_weight(step) * dl
-        loss = loss + strategy_regulariser(self.strategy, st.params)
+        dl = torch.zeros((), device=self.device) if dl is None else self.depth_weight(step) * dl
+        loss = photo + dl + strategy_regulariser(self.strategy, st.params)
         loss.backward()
         if isinstance(self.strategy, BudgetDefaultStrategy):
             self.strategy.step_post_backward(st.params, st.optimizers, st.strategy_state, step, info,
@@ -271,7 +274,7 @@ class Trainer:
             opt.step()
             opt.zero_grad(set_to_none=True)
         st.step = step + 1
-        return loss.detach(), rgb.detach(), gt, mask
+        return {"loss": loss.detach(), "photometric": photo.detach(), "depth": dl.detach()}, rgb.detach(), gt, mask
 
     def fit(self, st: State) -> None:
         """Train from ``st.step`` to ``cfg.steps``, one random training view per step (each view once per epoch).
@@ -280,15 +283,23 @@ class Trainer:
         use_depth = cfg.lambda_depth > 0 and self.scene.prior_kind is not None
         bar = tqdm(range(st.step, cfg.steps), initial=st.step, total=cfg.steps, mininterval=1.0,
                    desc="train", dynamic_ncols=True)
+        tb = TensorBoardLog(self, st.step) if cfg.log.tensorboard else None
+        if cfg.viewer:
+            from s3dgs.view import TrainingViewer  # viser and nerfview load in seconds: only when asked for
+        live = TrainingViewer(self, st) if cfg.viewer else None
         t0 = time.perf_counter()
         try:
             with checkpoint.stop_at_step_boundary() as stop:
                 for step in bar:
                     if not st.order_left:
                         st.order_left = torch.randperm(len(train), generator=st.order).tolist()
-                    loss, rgb, gt, mask = self.train_step(st, step, train[st.order_left.pop()], use_depth)
+                    with live.training_step() if live else contextlib.nullcontext():
+                        terms, rgb, gt, mask = self.train_step(st, step, train[st.order_left.pop()], use_depth)
+                    if tb:
+                        t0 += tb.after_step(st, terms, rgb, gt, mask)  # its evaluations are not training time
                     if step % 25 == 0 or st.step == cfg.steps:
-                        bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr(rgb, gt, mask).item():.2f}",
+                        bar.set_postfix(loss=f"{terms['loss'].item():.4f}",
+                                        psnr=f"{psnr(rgb, gt, mask).item():.2f}",
                                         gaussians=len(st.params["means"]), refresh=False)
                     save = cfg.save_every and st.step % cfg.save_every == 0 and st.step < cfg.steps
                     if save or stop.requested:
@@ -302,6 +313,10 @@ class Trainer:
         finally:
             bar.close()
             st.train_seconds += time.perf_counter() - t0
+            if tb:
+                tb.close()
+            if live:
+                live.close()
 
     # ------------------------------------------------------------ evaluation and outputs
 

@@ -1,0 +1,119 @@
+"""TensorBoard logging of a training run into ``RUN_DIR/tb/`` (``log.*`` in ``configs/train.yaml``).
+
+Every ``log.every`` steps: ``train/loss``, ``train/photometric``, ``train/depth`` (the weighted depth term),
+``train/psnr`` (of that step's view), ``train/num_gaussians``, ``train/sec_per_step`` and ``lr/<param>``.
+Every ``log.eval_every`` steps and at the last step: ``test/<metric>`` (the means of
+:func:`s3dgs.evaluate.view_metrics` over the test views, as in ``metrics.json``) and, for the first
+``MAX_IMAGES`` test views, an image ``test_view/<key>``: render | ground truth | rendered depth | prior
+aligned to it (depths as colour-mapped inverse depth over the render's range). The global step is the
+number of optimisation steps done, so a resumed run continues its curves (later events are purged).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from s3dgs.data.scene import View
+from s3dgs.errors import TrainError
+from s3dgs.evaluate import depth_colors, disparity_range, evaluate_views, to_uint8
+from s3dgs.losses import fit_affine, to_prior_space
+from s3dgs.metrics import psnr
+
+if TYPE_CHECKING:
+    from s3dgs.trainer import State, Trainer
+
+log = logging.getLogger(__name__)
+
+MAX_IMAGES = 4  # test views shown as images at each evaluation
+
+
+def aligned_prior(view: View, depth: torch.Tensor, kind: str, near: float) -> torch.Tensor:
+    """``view``'s prior fitted to the rendered z-depth ``depth [H, W]`` by scale and shift (least squares in
+    the prior's space over its valid pixels), as z-depth ``[H, W]``; 0 where the prior is not valid."""
+    prior, valid = view.prior.to(depth.device), view.prior_valid.to(depth.device)
+    r = to_prior_space(depth, kind, near)
+    a, b = fit_affine(prior[valid], r[valid])
+    fitted = a * prior + b
+    z = 1.0 / fitted.clamp_min(1e-6) if kind == "inverse_depth" else fitted
+    return torch.where(valid & (fitted > 0), z, torch.zeros_like(z))
+
+
+def panel(view: View, rgb: torch.Tensor, depth: torch.Tensor, kind: str | None, near: float) -> np.ndarray:
+    """render | ground truth | rendered depth | aligned prior (black without a prior): ``[H, 4W, 3]`` uint8
+    from ``rgb [H, W, 3]`` and z-depth ``depth [H, W]`` (CPU)."""
+    bounds = disparity_range(depth)
+    prior = np.zeros_like(to_uint8(rgb))
+    if view.prior is not None and kind is not None and view.prior_valid.any():
+        z = aligned_prior(view, depth, kind, near)
+        prior = depth_colors(z, bounds) * (z > 0).numpy()[..., None].astype(np.uint8)
+    return np.hstack([to_uint8(rgb), to_uint8(view.image), depth_colors(depth, bounds), prior])
+
+
+class TensorBoardLog:
+    """Writes one training run's events; :meth:`after_step` is called by the loop after every step."""
+
+    def __init__(self, trainer: Trainer, start_step: int):
+        cfg = trainer.cfg.log
+        if cfg.every < 1 or cfg.eval_every < 0:
+            raise TrainError(f"log.every={cfg.every} log.eval_every={cfg.eval_every}: every must be at least 1 "
+                             "and eval_every at least 0 (0 = only at the last step)")
+        self.trainer, self.every, self.eval_every = trainer, cfg.every, cfg.eval_every
+        if not trainer.scene.test:
+            log.warning("no test views: TensorBoard gets the training scalars only")
+        # a resumed run drops what an earlier run logged after the checkpoint it continues from
+        purge = start_step + 1 if start_step else None
+        self.writer = SummaryWriter(str(Path(trainer.out_dir) / "tb"), purge_step=purge)
+        self.t0, self.t0_step = time.perf_counter(), start_step
+
+    def after_step(self, st: State, terms: dict[str, torch.Tensor], rgb: torch.Tensor, gt: torch.Tensor,
+                   mask: torch.Tensor | None) -> float:
+        """Log step ``st.step`` (steps done): scalars when due (``terms``: ``loss``, ``photometric``,
+        ``depth``; ``rgb`` / ``gt [1, H, W, 3]``, ``mask [1, H, W]`` of the step's view), evaluation when due.
+        Returns the seconds spent evaluating."""
+        step, last = st.step, st.step == self.trainer.cfg.steps
+        if step % self.every == 0 or last:
+            w = self.writer
+            for name, value in terms.items():
+                w.add_scalar(f"train/{name}", float(value), step)
+            w.add_scalar("train/psnr", float(psnr(rgb, gt, mask)), step)
+            w.add_scalar("train/num_gaussians", len(st.params["means"]), step)
+            w.add_scalar("train/sec_per_step", (time.perf_counter() - self.t0) / max(step - self.t0_step, 1), step)
+            for name, opt in st.optimizers.items():
+                w.add_scalar(f"lr/{name}", opt.param_groups[0]["lr"], step)
+        t_eval = time.perf_counter()
+        if self.trainer.scene.test and ((self.eval_every and step % self.eval_every == 0) or last):
+            self.evaluate(st)
+        t_eval = time.perf_counter() - t_eval
+        if step % self.every == 0 or last:
+            self.writer.flush()
+            self.t0, self.t0_step = time.perf_counter(), step
+        return t_eval
+
+    @torch.no_grad()
+    def evaluate(self, st: State) -> None:
+        """Test-view metrics and images at step ``st.step``, at full SH degree as the final evaluation."""
+        tr = self.trainer
+        renders: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        def render(view: View) -> tuple[torch.Tensor, torch.Tensor]:
+            renders[view.key] = tr.render(st.params, view, tr.cfg.sh_degree)[:2]
+            return renders[view.key]
+
+        metrics = evaluate_views(render, tr.scene.test, prior_kind=tr.scene.prior_kind)[0]
+        for name, value in metrics.items():
+            if name != "num_views":
+                self.writer.add_scalar(f"test/{name}", value, st.step)
+        for view in tr.scene.test[:MAX_IMAGES]:
+            rgb, depth = renders[view.key]
+            image = panel(view, rgb[0].clamp(0, 1).cpu(), depth[0].cpu(), tr.scene.prior_kind, tr.cfg.near_plane)
+            self.writer.add_image(f"test_view/{view.key}", image, st.step, dataformats="HWC")
+
+    def close(self) -> None:
+        self.writer.close()
