@@ -115,7 +115,7 @@ def video_to_scene(source: str | Path, out_dir: str | Path, options: Options = O
         with _bar(f"mapping ({o.mapper}, frames tried)", len(names) if o.mapper == "incremental" else None,
                   o.quiet) as bar:
             model_dir = poses.reconstruct(database, frames_dir, colmap_dir / "sparse", o.mapper, bar)
-        stats = poses.model_stats(model_dir, names)
+        stats = poses.model_stats(model_dir, names) if model_dir is not None else {"registered": 0}
         if stats["registered"] < MIN_REGISTERED * len(names):
             raise SceneError(f"{source}: only {stats['registered']} of {len(names)} frames registered; film slower "
                              "(less motion between frames), raise --fps, avoid motion blur, and keep textured "
@@ -127,16 +127,16 @@ def video_to_scene(source: str | Path, out_dir: str | Path, options: Options = O
     def dataset_stage(fresh: bool) -> dict:
         with _bar("dataset (undistort)" if o.undistort else "dataset", None, o.quiet):
             poses.write_dataset(out_dir / stats["model"], frames_dir, out_dir, o.undistort)
-        return {}
+        return {"camera": poses.camera_info(out_dir / "sparse" / "0")}
 
-    stages.run("dataset", {"undistort": o.undistort}, dataset_stage)
+    dataset = stages.run("dataset", {"undistort": o.undistort}, dataset_stage)
     depth = None
     if o.depth != "none":
         depth = stages.run("depth", {"backend": o.depth, "model": o.depth_model, "input_size": o.input_size},
                            lambda fresh: make_priors(out_dir / "images", out_dir / "depth", o.depth, o.depth_model,
                                                      fresh, o.quiet, device=o.device, input_size=o.input_size,
                                                      checkpoint_root=o.checkpoint_root))
-    report = build_report(out_dir, frames, stats, depth, stages.report, asdict(o))
+    report = build_report(out_dir, frames, stats, dataset["camera"], depth, stages.report, asdict(o))
     atomic_write_json(out_dir / REPORT_NAME, report)
     if not o.quiet:
         print("\n".join(summary_lines(report)))

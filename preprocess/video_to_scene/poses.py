@@ -28,7 +28,7 @@ def import_pycolmap():
     try:
         import pycolmap
     except ImportError:
-        raise SceneError("pycolmap is not installed (camera poses need it); pip install 'pycolmap>=4.0'") from None
+        raise SceneError("pycolmap is not installed (camera poses need it); pip install 'pycolmap>=4.2'") from None
     pycolmap.logging.minloglevel = 2  # errors only: the stages show progress bars
     return pycolmap
 
@@ -94,10 +94,9 @@ def match_pairs(database: Path, names: list[str], pairs: list[tuple[int, int]], 
             progress.update(len(chunk))
 
 
-def reconstruct(database: Path, frames_dir: Path, models_dir: Path, mapper: str, progress=None) -> Path:
-    """Map the matched frames into ``models_dir/<k>/``; return the folder of the model with most frames.
-
-    Raises :class:`SceneError` when no model is made."""
+def reconstruct(database: Path, frames_dir: Path, models_dir: Path, mapper: str, progress=None) -> Path | None:
+    """Map the matched frames into ``models_dir/<k>/``; return the folder of the model with most frames
+    (None when no model could be made)."""
     pycolmap = import_pycolmap()
     shutil.rmtree(models_dir, ignore_errors=True)
     models_dir.mkdir(parents=True)
@@ -115,8 +114,7 @@ def reconstruct(database: Path, frames_dir: Path, models_dir: Path, mapper: str,
         options.mapper.bundle_adjustment.ceres.use_gpu = False
         models = pycolmap.global_mapping(database, frames_dir, models_dir, options)
     if not models:
-        raise SceneError(f"{frames_dir}: no frame pair could be registered (no 3D model); film slower, with more "
-                         "texture and less motion blur, or raise --fps")
+        return None
     best = max(models, key=lambda k: models[k].num_reg_images())
     if not (models_dir / str(best)).is_dir():  # the global mapper returns the models without writing them
         for k, model in models.items():
@@ -130,12 +128,16 @@ def model_stats(model_dir: Path, names: list[str]) -> dict[str, Any]:
     pycolmap = import_pycolmap()
     model = pycolmap.Reconstruction(model_dir)
     registered = {model.images[i].name for i in model.reg_image_ids()}
-    camera = next(iter(model.cameras.values()))
     return {"registered": len(registered), "unregistered": [n for n in names if n not in registered],
             "points": model.num_points3D(), "mean_reprojection_error_px": model.compute_mean_reprojection_error(),
-            "mean_track_length": model.compute_mean_track_length(),
-            "camera": {"model": camera.model.name, "width": camera.width, "height": camera.height,
-                       "params": [float(p) for p in camera.params]}}
+            "mean_track_length": model.compute_mean_track_length()}
+
+
+def camera_info(model_dir: Path) -> dict[str, Any]:
+    """The (shared) camera of the model in ``model_dir``: COLMAP model name, size in pixels, parameters."""
+    camera = next(iter(import_pycolmap().Reconstruction(model_dir).cameras.values()))
+    return {"model": camera.model.name, "width": camera.width, "height": camera.height,
+            "params": [float(p) for p in camera.params]}
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

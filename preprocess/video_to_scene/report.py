@@ -16,8 +16,8 @@ def train_command(out_dir: Path, depth: str) -> str:
     return cmd + (" lambda_depth=0" if depth == "none" else " lambda_depth=0.1")
 
 
-def build_report(out_dir: Path, frames: dict, stats: dict, depth: dict | None, stages: dict, settings: dict
-                 ) -> dict[str, Any]:
+def build_report(out_dir: Path, frames: dict, stats: dict, camera: dict, depth: dict | None, stages: dict,
+                 settings: dict) -> dict[str, Any]:
     """The scene.json record from the stages' results."""
     sampled = len(frames["frames"])
     return {"input": frames["input"], "out_dir": str(out_dir), "settings": settings,
@@ -25,7 +25,7 @@ def build_report(out_dir: Path, frames: dict, stats: dict, depth: dict | None, s
                        "registration_rate": stats["registered"] / sampled, "unregistered": stats["unregistered"],
                        "size": frames["size"]},
             "sfm": {k: stats[k] for k in ("points", "mean_reprojection_error_px", "mean_track_length")},
-            "camera": stats["camera"], "depth": depth, "stages": stages,
+            "camera": camera, "depth": depth, "stages": stages,
             "seconds": sum(s["seconds"] for s in stages.values()),
             "next": train_command(out_dir, settings["depth"])}
 
