@@ -107,7 +107,7 @@ def render(scene: Scene, rotation: np.ndarray, centre: np.ndarray, width: int, h
     x0, y0 = np.floor(texel[:, 0]).astype(int), np.floor(texel[:, 1]).astype(int)
     x1, y1 = np.minimum(x0 + 1, TEXTURE - 1), np.minimum(y0 + 1, TEXTURE - 1)
     fx, fy = (texel[:, 0] - x0)[:, None], (texel[:, 1] - y0)[:, None]
-    tex = scene.textures.astype(np.float32)
+    tex = scene.textures
     rgb = ((1 - fx) * (1 - fy) * tex[face, y0, x0] + fx * (1 - fy) * tex[face, y0, x1]
            + (1 - fx) * fy * tex[face, y1, x0] + fx * fy * tex[face, y1, x1])
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8).reshape(height, width, 3)
