@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from preprocess.video_to_scene import SceneError, poses
-from preprocess.video_to_scene.frames import bucket_length, sharpest_per_bucket, sharpness
+from preprocess.video_to_scene.frames import bucket_length, sample_frames, sharpest_per_bucket, sharpness
 from preprocess.video_to_scene.stages import Stages
 from preprocess.video_to_scene.testing import umeyama
 
@@ -84,3 +84,21 @@ def test_umeyama_recovers_a_similarity():
     rot = q * np.sign(np.linalg.det(q))
     s, r, t = umeyama(src, 2.5 * src @ rot.T + np.array([1.0, -2.0, 0.5]))
     assert abs(s - 2.5) < 1e-9 and np.allclose(r, rot, atol=1e-9) and np.allclose(t, [1.0, -2.0, 0.5], atol=1e-9)
+
+
+def test_folder_frames_are_upright_shrunk_and_keep_their_order(tmp_path):
+    from PIL import Image
+
+    src = tmp_path / "shots"
+    src.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(4):
+        exif = Image.Exif()
+        exif[0x0112] = 6 if i == 1 else 1  # shot 1 is stored sideways: shown rotated 90 degrees
+        Image.fromarray(rng.integers(0, 255, (40, 80, 3), dtype=np.uint8)).save(src / f"b{i}.jpg", exif=exif)
+    record = sample_frames(src, tmp_path / "frames", None, 0, 40, "png")
+    assert [f["source_index"] for f in record["frames"]] == [0, 1, 2, 3] and record["kind"] == "folder"
+    shapes = [cv2.imread(str(tmp_path / "frames" / f["name"])).shape for f in record["frames"]]
+    assert shapes == [(20, 40, 3), (40, 20, 3), (20, 40, 3), (20, 40, 3)]  # long side 40, shot 1 upright
+    with pytest.raises(SceneError, match="image folder"):
+        sample_frames(src, tmp_path / "again", 2.0, 0, 40, "png")
