@@ -18,7 +18,8 @@ from preprocess.video_to_scene.frames import SceneError
 
 EXHAUSTIVE_MAX_FRAMES = 60   # up to this many frames every pair is matched (1770 pairs); beyond, video pairs
 FEATURE_CHUNK = 8            # images per extraction call (one progress step)
-PAIR_CHUNK = 64              # pairs per matching call (one progress step)
+PAIR_STEPS = 20             # matching calls (progress steps) per stage; fewer, larger calls cost less (~10%)
+PAIR_CHUNK_MIN = 64
 # models the trainer reads (s3dgs/data/frames.py)
 CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV", "OPENCV_FISHEYE")
 
@@ -87,7 +88,7 @@ def match_pairs(database: Path, names: list[str], pairs: list[tuple[int, int]], 
     db.close()
     options = pycolmap.ImportedPairingOptions()
     options.match_list_path = str(work_dir / "pairs.txt")
-    for chunk in _chunks(pairs, PAIR_CHUNK):
+    for chunk in _chunks(pairs, max(PAIR_CHUNK_MIN, -(-len(pairs) // PAIR_STEPS))):
         Path(options.match_list_path).write_text("".join(f"{names[i]} {names[j]}\n" for i, j in chunk))
         pycolmap.match_image_pairs(database, pairing_options=options)
         if progress is not None:

@@ -20,7 +20,10 @@ MARKER_DIR = ".video_to_scene"
 
 
 class Stages:
-    """Runs named stages in a fixed ``order`` under ``out_dir``; ``report`` collects seconds and skips."""
+    """Runs named stages in a fixed ``order`` under ``out_dir``; ``report`` collects seconds and skips.
+
+    ``seconds``: wall clock of this call (0 when skipped); ``cpu_seconds``: CPU time of this process, all threads
+    (what the stage costs whatever else shares the cores); ``ran_seconds``: wall clock when the stage ran."""
 
     def __init__(self, out_dir: Path, order: list[str]):
         self.dir = out_dir / MARKER_DIR
@@ -45,16 +48,18 @@ class Stages:
         settings = json.loads(json.dumps(settings))
         old = self._load(name)
         if not self.redone and old is not None and old.get("settings") == settings:
-            self.report[name] = {"seconds": 0.0, "skipped": True, "ran_seconds": old["seconds"]}
+            self.report[name] = {"seconds": 0.0, "skipped": True, "ran_seconds": old["seconds"],
+                                 "cpu_seconds": 0.0}
             return old["result"]
         fresh = self.redone or old is not None
         for later in self.order[self.order.index(name):]:
             self.marker(later).unlink(missing_ok=True)
         self.redone = True
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         result = fn(fresh)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.marker(name), {"settings": settings, "result": result, "seconds": seconds})
-        self.report[name] = {"seconds": seconds, "skipped": False, "ran_seconds": seconds}
+        atomic_write_json(self.marker(name), {"settings": settings, "result": result, "seconds": seconds,
+                                              "cpu_seconds": cpu})
+        self.report[name] = {"seconds": seconds, "skipped": False, "ran_seconds": seconds, "cpu_seconds": cpu}
         return result
