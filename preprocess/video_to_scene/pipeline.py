@@ -59,8 +59,10 @@ def check_options(source: Path, out_dir: Path, o: Options) -> None:
     if o.matcher == "exhaustive" and (o.overlap, o.loop_every) != (Options.overlap, Options.loop_every):
         raise SceneError("--overlap/--loop-every: exhaustive matching pairs every frame with every other; "
                          "use --matcher sequential (or auto) to set them")
-    if o.depth == "none" and (o.depth_model or o.checkpoint_root):
-        raise SceneError("--depth-model/--checkpoint-root: --depth none makes no priors; drop them or pick a backend")
+    if o.depth == "none" and o.depth_model:
+        raise SceneError("--depth-model: --depth none makes no priors; drop it or pick a backend")
+    if o.depth != "vda" and (o.checkpoint_root or o.input_size != Options.input_size):
+        raise SceneError(f"--checkpoint-root/--input-size: only the vda backend reads them, not --depth {o.depth}")
 
 
 def _bar(desc: str, total: int | None, quiet: bool) -> tqdm:
@@ -92,6 +94,10 @@ def video_to_scene(source: str | Path, out_dir: str | Path, options: Options = O
                                    "bytes": stat.st_size, "fps": fps, "max_frames": o.max_frames,
                                    "max_size": o.max_size, "image_format": o.image_format}, frames_stage)
     names = [f["name"] for f in frames["frames"]]
+    if o.matcher == "auto" and len(names) <= poses.EXHAUSTIVE_MAX_FRAMES \
+            and (o.overlap, o.loop_every) != (Options.overlap, Options.loop_every):
+        raise SceneError(f"--overlap/--loop-every: {len(names)} frames are matched exhaustively (auto, up to "
+                         f"{poses.EXHAUSTIVE_MAX_FRAMES}); add --matcher sequential to use them")
     database = colmap_dir / "database.db"
 
     def features_stage(fresh: bool) -> dict:

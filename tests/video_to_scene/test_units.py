@@ -102,3 +102,19 @@ def test_folder_frames_are_upright_shrunk_and_keep_their_order(tmp_path):
     assert shapes == [(20, 40, 3), (40, 20, 3), (20, 40, 3), (20, 40, 3)]  # long side 40, shot 1 upright
     with pytest.raises(SceneError, match="image folder"):
         sample_frames(src, tmp_path / "again", 2.0, 0, 40, "png")
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(depth="none", depth_model="vitb"), "--depth none makes no priors"),
+    (dict(depth="transformers", input_size=280), "only the vda backend reads them"),
+    (dict(matcher="exhaustive", overlap=3), "exhaustive matching pairs every frame"),
+    (dict(camera_model="FOV"), "the trainer reads"),
+    (dict(max_frames=2), "--max-frames must be >= 3"),
+])
+def test_settings_that_would_do_nothing_or_cannot_work_are_errors(tmp_path, options, message):
+    from preprocess.video_to_scene.pipeline import Options, check_options
+
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"")
+    with pytest.raises(SceneError, match=message):
+        check_options(video, tmp_path / "out", Options(**options))
