@@ -79,7 +79,8 @@ def video_to_scene(source: str | Path, out_dir: str | Path, options: Options = O
     out_dir.mkdir(parents=True, exist_ok=True)
     frames_dir, colmap_dir = out_dir / FRAMES_DIR, out_dir / COLMAP_DIR
     stat = source.stat()
-    stages = Stages(out_dir, STAGES)
+    stages = Stages(out_dir, STAGES, summary=out_dir / REPORT_NAME,
+                    outputs={"dataset": [out_dir / "images", out_dir / "sparse"], "depth": [out_dir / "depth"]})
 
     fps = 2.0 if o.fps is None and not source.is_dir() else o.fps
 

@@ -3,12 +3,13 @@
 The marker is written atomically after the stage's outputs, with the settings the stage ran with, its
 result and its seconds. A rerun skips a stage whose marker holds the same settings; a stage whose marker
 is missing (killed) or holds other settings runs again, and so does every stage after it (their markers
-are deleted before it starts, so a killed run never leaves a later stage looking finished).
+and outputs are deleted before it starts, so a killed run never leaves a later stage looking finished).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,9 +26,12 @@ class Stages:
     ``seconds``: wall clock of this call (0 when skipped); ``cpu_seconds``: CPU time of this process, all threads
     (what the stage costs whatever else shares the cores); ``ran_seconds``: wall clock when the stage ran."""
 
-    def __init__(self, out_dir: Path, order: list[str]):
+    def __init__(self, out_dir: Path, order: list[str], outputs: dict[str, list[Path]] | None = None,
+                 summary: Path | None = None):
         self.dir = out_dir / MARKER_DIR
         self.order = order
+        self.outputs = outputs or {}  # stage -> files/folders it writes: deleted when an earlier stage runs
+        self.summary = summary  # deleted when a stage runs: it describes the finished run only
         self.redone = False   # True once a stage ran in this call: every later stage runs too
         self.report: dict[str, dict[str, Any]] = {}
 
@@ -54,6 +58,11 @@ class Stages:
         fresh = self.redone or old is not None
         for later in self.order[self.order.index(name):]:
             self.marker(later).unlink(missing_ok=True)
+            if later != name:  # outputs of later stages came from this stage's old outputs
+                for path in self.outputs.get(later, []):
+                    shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        if self.summary is not None:
+            self.summary.unlink(missing_ok=True)
         self.redone = True
         start, cpu_start = time.perf_counter(), time.process_time()
         result = fn(fresh)

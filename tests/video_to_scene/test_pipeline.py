@@ -144,4 +144,4 @@ def test_frames_that_do_not_register_fail_with_advice(tmp_path, module_env):
     assert proc.returncode == 2
     line = one_error_line(proc)
     assert str(folder) in line and "film slower" in line
-    assert not (tmp_path / "out" / "sparse").exists()
+    assert not (tmp_path / "out" / "sparse").exists() and not (tmp_path / "out" / "scene.json").exists()

@@ -48,7 +48,8 @@ def test_stage_markers_skip_finished_stages_and_a_killed_one_redoes_the_rest(tmp
     calls = []
 
     def run_all(settings_b="x", kill=None):
-        stages = Stages(tmp_path, ["a", "b", "c"])
+        stages = Stages(tmp_path, ["a", "b", "c"], outputs={"b": [tmp_path / "b_out"], "c": [tmp_path / "c_out"]},
+                        summary=tmp_path / "summary.json")
         for name in ("a", "b", "c"):
             def fn(fresh, name=name):
                 if name == kill:
@@ -60,12 +61,17 @@ def test_stage_markers_skip_finished_stages_and_a_killed_one_redoes_the_rest(tmp
 
     run_all()
     assert calls == [("a", False), ("b", True), ("c", True)]  # b and c follow a redone stage: never resumed
+    (tmp_path / "summary.json").write_text("{}")
+    (tmp_path / "b_out").mkdir()
+    (tmp_path / "c_out").mkdir()
     report = run_all()
     assert calls[3:] == [] and all(r["skipped"] and r["seconds"] == 0 for r in report.values())
     with pytest.raises(KeyboardInterrupt):
         run_all(settings_b="y", kill="b")  # b's settings changed, killed while running
     assert not (tmp_path / ".video_to_scene" / "b.json").exists()
     assert not (tmp_path / ".video_to_scene" / "c.json").exists()  # c belonged to the old b
+    assert not (tmp_path / "summary.json").exists()  # it described the run before
+    assert (tmp_path / "b_out").is_dir() and not (tmp_path / "c_out").exists()  # b may resume; c was b's old output
     run_all(settings_b="y")
     assert calls[3:] == [("b", False), ("c", True)]  # b has no marker left: resumable; c follows a redone b
     assert json.loads((tmp_path / ".video_to_scene" / "b.json").read_text())["settings"] == {"s": "y"}
