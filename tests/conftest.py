@@ -1,12 +1,22 @@
 """Fixtures shared by every test area. Area fixtures live in tests/<area>/conftest.py."""
 
 import os
+import signal
 import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def ctrl_c_reaches_the_tests():
+    """The Ctrl-C tests send SIGINT to our CLIs and to the trainer in this process. Run as a background job
+    (``nohup pytest &``), the suite starts with SIGINT ignored, and the CLIs it starts would inherit that:
+    restore Python's handler so that they all see an ordinary Ctrl-C."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
