@@ -206,7 +206,8 @@ class Trainer:
 
     # ------------------------------------------------------------ rendering and losses
 
-    def render(self, params: torch.nn.ParameterDict, view: View, sh_degree: int, background: torch.Tensor | None = None):
+    def render(self, params: torch.nn.ParameterDict, view: View, sh_degree: int,
+               background: torch.Tensor | None = None):
         """Render ``view`` on ``background`` ``[3]`` (default: the scene's): RGB ``[1, H, W, 3]``, expected z-depth
         ``[1, H, W]``, alpha ``[1, H, W]``, info."""
         colors = torch.cat([params["sh0"], params["shN"]], 1)
@@ -373,5 +374,5 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
              cfg.depth_loss.name)
     trainer.fit(st)
     metrics = trainer.write_outputs(st)
-    log.info("done: %s", {k: v for k, v in metrics.items() if k != "train"})
+    log.info("done: %s", {k: v for k, v in metrics.items() if k not in ("train", "views")})  # per view: metrics.json
     return metrics
