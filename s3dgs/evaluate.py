@@ -16,7 +16,7 @@ import torch
 
 from preprocess.atomic_io import atomic_write_bytes
 from s3dgs.data.scene import Scene, View
-from s3dgs.metrics import depth_metrics, oracle_prior_depth, psnr, ssim
+from s3dgs.metrics import depth_metrics, prior_fitted_to, psnr, ssim
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def view_metrics(rgb: torch.Tensor, view: View, depth: torch.Tensor, masked: boo
     full-image ``psnr`` (dB) and ``ssim``; with ``masked`` also ``psnr_masked`` / ``ssim_masked`` over
     ``view.mask`` (the whole image when the view has none); ``depth_abs_rel`` / ``depth_delta1`` when the
     view has ground-truth depth, and then ``prior_abs_rel`` when it also has a prior of ``prior_kind``: the
-    AbsRel of the prior alone after the best affine fit to the truth (:func:`oracle_prior_depth`), the bar a
+    AbsRel of the prior alone after the best affine fit to the truth (:func:`prior_fitted_to`), the bar a
     depth-supervised render has to beat."""
     gt = view.image.to(rgb.device)[None]
     row = {"psnr": float(psnr(rgb, gt)), "ssim": float(ssim(rgb, gt))}
@@ -43,7 +43,7 @@ def view_metrics(rgb: torch.Tensor, view: View, depth: torch.Tensor, masked: boo
         dm = depth_metrics(depth, view.gt_depth)
         row.update(depth_abs_rel=dm["abs_rel"], depth_delta1=dm["delta1"])
         if view.prior is not None and prior_kind is not None:
-            oracle = oracle_prior_depth(view.prior, view.prior_valid, prior_kind, view.gt_depth)
+            oracle = prior_fitted_to(view.prior, view.prior_valid, prior_kind, view.gt_depth)
             row["prior_abs_rel"] = depth_metrics(oracle, view.gt_depth * view.prior_valid)["abs_rel"]
     return row
 

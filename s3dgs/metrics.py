@@ -58,15 +58,16 @@ def depth_metrics(depth: torch.Tensor, gt: torch.Tensor) -> dict[str, float]:
     return {"abs_rel": float(((d - g).abs() / g).mean()), "delta1": float((ratio < 1.25).double().mean())}
 
 
-def oracle_prior_depth(prior: torch.Tensor, valid: torch.Tensor, kind: str, gt: torch.Tensor) -> torch.Tensor:
-    """The best z-depth ``[H, W]`` a prior ``[H, W]`` can give on its own: the affine of the prior that
-    matches ground truth ``gt [H, W]`` (0 = unknown) best in least squares in the prior's space (``1/z`` for
-    ``inverse_depth`` priors, ``z`` for metric ``depth`` ones), over pixels known in both. What a depth loss
-    that aligns the prior per image could at best teach; 0 where the prior is invalid."""
-    known = valid & (gt > 0)
+def prior_fitted_to(prior: torch.Tensor, valid: torch.Tensor, kind: str, depth: torch.Tensor) -> torch.Tensor:
+    """A prior ``[H, W]`` as z-depth ``[H, W]`` after the affine that matches z-depth ``depth [H, W]`` (0 =
+    unknown) best, in least squares in the prior's space (``1/z`` for ``inverse_depth`` priors, ``z`` for
+    metric ``depth`` ones), over pixels known in both; 0 where the prior is invalid or maps to z <= 0. Fitted
+    to the truth: the best a depth loss that aligns the prior per image could teach; fitted to a render: the
+    prior shown beside it."""
+    known = valid & (depth > 0)
     p = prior[known].double()
-    target = 1.0 / gt[known].double() if kind == "inverse_depth" else gt[known].double()
+    target = 1.0 / depth[known].double() if kind == "inverse_depth" else depth[known].double()
     a, b = torch.linalg.lstsq(torch.stack([p, torch.ones_like(p)], 1), target[:, None]).solution[:, 0]
-    mapped = (a * prior.double() + b).clamp_min(1e-12)
-    z = 1.0 / mapped if kind == "inverse_depth" else mapped
-    return torch.where(valid, z, torch.zeros_like(z)).to(prior.dtype)
+    mapped = a * prior.double() + b
+    z = 1.0 / mapped.clamp_min(1e-12) if kind == "inverse_depth" else mapped
+    return torch.where(valid & (mapped > 0), z, torch.zeros_like(z)).to(prior.dtype)

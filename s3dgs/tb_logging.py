@@ -23,8 +23,7 @@ from torch.utils.tensorboard import SummaryWriter
 from s3dgs.data.scene import View
 from s3dgs.errors import TrainError
 from s3dgs.evaluate import depth_colors, disparity_range, evaluate_views, to_uint8
-from s3dgs.losses import fit_affine, to_prior_space
-from s3dgs.metrics import psnr
+from s3dgs.metrics import prior_fitted_to, psnr
 
 if TYPE_CHECKING:
     from s3dgs.trainer import State, Trainer
@@ -34,24 +33,13 @@ log = logging.getLogger(__name__)
 MAX_IMAGES = 4  # test views shown as images at each evaluation
 
 
-def aligned_prior(view: View, depth: torch.Tensor, kind: str, near: float) -> torch.Tensor:
-    """``view``'s prior fitted to the rendered z-depth ``depth [H, W]`` by scale and shift (least squares in
-    the prior's space over its valid pixels), as z-depth ``[H, W]``; 0 where the prior is not valid."""
-    prior, valid = view.prior.to(depth.device), view.prior_valid.to(depth.device)
-    r = to_prior_space(depth, kind, near)
-    a, b = fit_affine(prior[valid], r[valid])
-    fitted = a * prior + b
-    z = 1.0 / fitted.clamp_min(1e-6) if kind == "inverse_depth" else fitted
-    return torch.where(valid & (fitted > 0), z, torch.zeros_like(z))
-
-
-def panel(view: View, rgb: torch.Tensor, depth: torch.Tensor, kind: str | None, near: float) -> np.ndarray:
+def panel(view: View, rgb: torch.Tensor, depth: torch.Tensor, kind: str | None) -> np.ndarray:
     """render | ground truth | rendered depth | aligned prior (black without a prior): ``[H, 4W, 3]`` uint8
     from ``rgb [H, W, 3]`` and z-depth ``depth [H, W]`` (CPU)."""
     bounds = disparity_range(depth)
     prior = np.zeros_like(to_uint8(rgb))
     if view.prior is not None and kind is not None and view.prior_valid.any():
-        z = aligned_prior(view, depth, kind, near)
+        z = prior_fitted_to(view.prior, view.prior_valid, kind, depth)
         prior = depth_colors(z, bounds) * (z > 0).numpy()[..., None].astype(np.uint8)
     return np.hstack([to_uint8(rgb), to_uint8(view.image), depth_colors(depth, bounds), prior])
 
@@ -112,7 +100,7 @@ class TensorBoardLog:
                 self.writer.add_scalar(f"test/{name}", value, st.step)
         for view in tr.scene.test[:MAX_IMAGES]:
             rgb, depth = renders[view.key]
-            image = panel(view, rgb[0].clamp(0, 1).cpu(), depth[0].cpu(), tr.scene.prior_kind, tr.cfg.near_plane)
+            image = panel(view, rgb[0].clamp(0, 1).cpu(), depth[0].cpu(), tr.scene.prior_kind)
             self.writer.add_image(f"test_view/{view.key}", image, st.step, dataformats="HWC")
 
     def close(self) -> None:
