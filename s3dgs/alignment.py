@@ -143,9 +143,9 @@ def ransac_affine(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, thresh
 
 
 def anchored_fit(prior_values: torch.Tensor, target: torch.Tensor, gen: torch.Generator, threshold: float = 0.5,
-                 min_inlier_ratio: float = 0.5) -> tuple[float, float] | str:
-    """``(scale, offset)`` with ``target ~ scale * prior + offset`` by :func:`ransac_affine` over the sparse points
-    seen in one view (``[m]`` each), or why the fit is unreliable: fewer than ``MIN_POINTS`` points or inliers,
+                 min_inlier_ratio: float = 0.5) -> tuple[float, float, torch.Tensor] | str:
+    """``(scale, offset, inliers)`` with ``target ~ scale * prior + offset`` by :func:`ransac_affine` over the sparse
+    points seen in one view (``[m]`` each; ``inliers [m]`` bool), or why the fit is unreliable: fewer than ``MIN_POINTS`` points or inliers,
     inliers under ``min_inlier_ratio`` of the points, a non-positive scale."""
     m = len(prior_values)
     if m < MIN_POINTS:
@@ -159,17 +159,72 @@ def anchored_fit(prior_values: torch.Tensor, target: torch.Tensor, gen: torch.Ge
         return f"fewer than {MIN_POINTS} or under {min_inlier_ratio:.0%} inliers"
     if not scale > 0:
         return "a non-positive scale"
-    return scale, offset
+    return scale, offset, inliers
+
+
+def hat_basis(x: torch.Tensor, length: float, nodes: int) -> torch.Tensor:
+    """Linear interpolation weights ``[m, nodes]`` of coordinates ``x [m]`` in ``[0, length]`` on ``nodes``
+    evenly spaced nodes from 0 to ``length`` (each row sums to 1)."""
+    t = (x.double() / length * (nodes - 1)).clamp(0, nodes - 1)
+    return (1 - (t[:, None] - torch.arange(nodes, dtype=torch.float64)).abs()).clamp_min(0)
+
+
+def scale_field_fit(prior_values: torch.Tensor, target: torch.Tensor, uv: torch.Tensor, width: int, height: int,
+                    inliers: torch.Tensor, nodes: int, smooth: float = 0.01, iters: int = 5
+                    ) -> tuple[torch.Tensor, float]:
+    """A smoothly varying scale ``s(u, v)`` and one offset ``b`` with ``target ~ s(u, v) * prior + b`` over the
+    sparse points seen in one view (``prior_values, target [m]`` at pixel coordinates ``uv [m, 2]``), for priors
+    whose error is a low-frequency warp and a mild non-linearity that no single scale removes (monocular
+    models). ``s`` is bilinear between ``nodes x nodes`` values spread over the image; it is fitted by
+    iteratively reweighted least squares (Geman-McClure weights, starting from the RANSAC ``inliers [m]``)
+    with a penalty ``smooth`` on the differences between neighbouring nodes (relative to the data term: 0 =
+    free nodes, large = one scale). Returns the scale map ``[height, width]`` float32 and the offset."""
+    x, y = prior_values.double(), target.double()
+    bu, bv = hat_basis(uv[:, 0], width, nodes), hat_basis(uv[:, 1], height, nodes)
+    basis = (bv[:, :, None] * bu[:, None, :]).reshape(len(x), nodes * nodes)
+    design = torch.cat([basis * x[:, None], torch.ones(len(x), 1, dtype=torch.float64)], 1)
+    idx = torch.arange(nodes * nodes).reshape(nodes, nodes)
+    pairs = torch.cat([torch.stack([idx[:, :-1].flatten(), idx[:, 1:].flatten()], 1),
+                       torch.stack([idx[:-1].flatten(), idx[1:].flatten()], 1)])
+    diff = torch.zeros(len(pairs), design.shape[1], dtype=torch.float64)
+    diff[torch.arange(len(pairs)), pairs[:, 0]], diff[torch.arange(len(pairs)), pairs[:, 1]] = 1.0, -1.0
+    penalty = diff.T @ diff * float((x[inliers] ** 2).mean()) / len(pairs)
+    weights = inliers.double()
+    for _ in range(iters):
+        normal = (design * weights[:, None]).T @ design + smooth * float(weights.sum()) * penalty
+        coef = torch.linalg.solve(normal + 1e-12 * torch.eye(len(normal), dtype=torch.float64),
+                                  (design * weights[:, None]).T @ y)
+        res = design @ coef - y
+        sigma = 1.4826 * float(res[weights > 0.5].abs().median()) + 1e-12
+        weights = (1 + (res / (2 * sigma)) ** 2) ** -2 * (res.abs() < 6 * sigma)
+    grid = coef[:-1].reshape(nodes, nodes)
+    cu = hat_basis(torch.arange(width) + 0.5, width, nodes)
+    cv = hat_basis(torch.arange(height) + 0.5, height, nodes)
+    return (cv @ grid @ cu.T).float(), float(coef[-1])
+
+
+def field_nodes(inliers: int, max_nodes: int, points_per_node: int) -> int:
+    """Nodes per side of a view's scale field: the most, up to ``max_nodes``, that leave ``points_per_node``
+    inlier points per node; below 2 the view keeps one scale."""
+    n = max_nodes
+    while n >= 2 and n * n * points_per_node > inliers:
+        n -= 1
+    return n
+
+
+Alignment = tuple[float | torch.Tensor, float]  # (scale: one value or a map [H, W], offset), prior -> target
 
 
 def anchored_alignments(views: list[View], points: torch.Tensor, kind: str, seed: int = 0, threshold: float = 0.5,
-                        min_inlier_ratio: float = 0.5) -> tuple[dict[str, tuple[float, float]], dict[str, str]]:
+                        min_inlier_ratio: float = 0.5, max_nodes: int = 1, points_per_node: int = 25,
+                        smooth: float = 0.01) -> tuple[dict[str, Alignment], dict[str, str]]:
     """Per-view ``(scale, offset)`` mapping the prior onto the sparse points in the prior's space (``1/z`` for
     ``inverse_depth`` priors, ``z`` for metric ``depth`` ones), by :func:`anchored_fit` with one generator seeded
-    with ``seed`` (deterministic); and, for the views with a prior but no reliable fit, why. Logs one warning
-    with the count of those views and the reasons."""
+    with ``seed`` (deterministic); and, for the views with a prior but no reliable fit, why. With ``max_nodes``
+    >= 2 the scale of a view with enough inliers (:func:`field_nodes`) becomes a map ``[H, W]`` by
+    :func:`scale_field_fit`. Logs one warning with the count of views without a fit and the reasons."""
     gen = torch.Generator().manual_seed(seed)
-    fits: dict[str, tuple[float, float]] = {}
+    fits: dict[str, Alignment] = {}
     failed: dict[str, str] = {}
     for v in views:
         if v.prior is None:
@@ -177,12 +232,16 @@ def anchored_alignments(views: list[View], points: torch.Tensor, kind: str, seed
         if len(points) == 0:
             failed[v.key] = "the dataset has no sparse points"
             continue
-        pv, z, _ = _seen_points(v, points)
-        fit = anchored_fit(pv, 1.0 / z if kind == "inverse_depth" else z, gen, threshold, min_inlier_ratio)
+        pv, z, uv = _seen_points(v, points)
+        target = 1.0 / z if kind == "inverse_depth" else z
+        fit = anchored_fit(pv, target, gen, threshold, min_inlier_ratio)
         if isinstance(fit, str):
             failed[v.key] = fit
-        else:
-            fits[v.key] = fit
+            continue
+        scale, offset, inliers = fit
+        nodes = field_nodes(int(inliers.sum()), max_nodes, points_per_node)
+        fits[v.key] = (scale, offset) if nodes < 2 else scale_field_fit(pv, target, uv, v.width, v.height, inliers,
+                                                                          nodes, smooth)
     if failed:
         why = ", ".join(f"{n} {reason}" for reason, n in Counter(failed.values()).most_common())
         log.warning("depth_loss=anchored: %d of %d views with a prior have no reliable fit to the sparse points "
@@ -209,4 +268,5 @@ def sequence_alignment(views: list[View], points: torch.Tensor, kind: str, seed:
     if len(pv) > MAX_POOLED:
         keep = torch.randperm(len(pv), generator=gen)[:MAX_POOLED]
         pv, z = pv[keep], z[keep]
-    return anchored_fit(pv, 1.0 / z if kind == "inverse_depth" else z, gen, threshold, min_inlier_ratio)
+    fit = anchored_fit(pv, 1.0 / z if kind == "inverse_depth" else z, gen, threshold, min_inlier_ratio)
+    return fit if isinstance(fit, str) else fit[:2]

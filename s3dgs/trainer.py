@@ -78,7 +78,7 @@ class Trainer:
         self.depth_align = self._depth_alignment()
         self.sh_interval = scaled_steps(cfg.sh_degree_interval, cfg.steps)
 
-    def _depth_alignment(self) -> dict[str, tuple[float, float]]:
+    def _depth_alignment(self) -> dict[str, alignment.Alignment]:
         """Per-view alignment for the ``anchored`` / ``sparse`` / ``l1`` depth losses (``anchored``: only the views
         with a reliable fit; the others use ``ssi``); checks the loss fits the prior kind, and that a depth folder
         given with ``lambda_depth > 0`` holds a usable prior for some training image."""
@@ -117,7 +117,8 @@ class Trainer:
                 log.warning("depth_loss.alignment=per_sequence: the pooled fit to the sparse points is unreliable "
                             "(%s); aligning each view on its own instead", fit)
             return alignment.anchored_alignments(self.scene.train, self.scene.points, kind, self.cfg.seed,
-                                                 dl.inlier_threshold, dl.min_inlier_ratio)[0]
+                                                 dl.inlier_threshold, dl.min_inlier_ratio, dl.scale_nodes,
+                                                 dl.points_per_node, dl.scale_smooth)[0]
         if name == "sparse":
             if kind != "inverse_depth":
                 raise TrainError("depth_loss=sparse aligns relative inverse-depth priors; these priors are metric "
@@ -235,7 +236,10 @@ class Trainer:
         dl = self.cfg.depth_loss
         robust = ({"robust_c": dl.robust_c, "grad_weight": dl.grad_weight, "quant_step": view.prior_step}
                   if dl.name == "anchored" else {})
-        return depth_loss(dl.name, r, view.prior.to(dev), mask, self.depth_align.get(view.key), **robust)
+        align = self.depth_align.get(view.key)
+        if align is not None and torch.is_tensor(align[0]):  # a scale map [H, W]
+            align = (align[0].to(dev), align[1])
+        return depth_loss(dl.name, r, view.prior.to(dev), mask, align, **robust)
 
     def target(self, view: View, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Training image ``[1, H, W, 3]`` and the background ``[3]`` to render it on: the scene's, or with

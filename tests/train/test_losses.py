@@ -87,12 +87,12 @@ def test_metric_l1_invariant_to_units_only(scene):
     assert _loss("l1", render, prior + 1.0, mask, "depth", (1.0, 0.0)) > 2 * base
 
 
-def _points_view(depth, prior, scale=1.0):
-    """A camera at the origin looking down +z; the points are the depth map's surface."""
+def _points_view(depth, prior, scale=1.0, every=3):
+    """A camera at the origin looking down +z; the points are the depth map's surface (every ``every``-th pixel)."""
     K = torch.tensor([[30.0, 0, W / 2], [0, 30.0, H / 2], [0, 0, 1]])
     view = View("v.png", "v", torch.zeros(H, W, 3), K, torch.eye(4), prior=prior, prior_valid=torch.ones(H, W, dtype=bool))
     v, u = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
-    sel = (slice(2, None, 3), slice(1, None, 3))
+    sel = (slice(every - 1, None, every), slice(every // 2, None, every))
     z = depth[sel].reshape(-1) * scale
     pts = torch.stack([(u[sel].reshape(-1) - W / 2) / 30 * z, (v[sel].reshape(-1) - H / 2) / 30 * z, z], -1)
     return view, pts
@@ -130,7 +130,7 @@ def test_robust_fit_recovers_an_affine_map_with_30_percent_outliers():
     la, lb = fit_affine(x, y, positive=False)  # plain least squares is dragged away
     assert abs(float(la) - 3) > 0.3
     # deterministic given the seed; unreliable with most points outliers, too few points, or an inverted prior
-    assert alignment.anchored_fit(x, y, torch.Generator().manual_seed(0)) == pytest.approx((a, b), rel=1e-9)
+    assert alignment.anchored_fit(x, y, torch.Generator().manual_seed(0))[:2] == pytest.approx((a, b), rel=1e-9)
     y[torch.randperm(200, generator=g)[:140]] = 2 + 3 * torch.rand(140, generator=g)
     assert "inliers" in alignment.anchored_fit(x, y, torch.Generator().manual_seed(0))
     assert "fewer than 10" in alignment.anchored_fit(x[:9], 3 * x[:9], torch.Generator())
@@ -169,6 +169,46 @@ def test_anchored_fit_ignores_outlying_points(scene):
     fits, _ = alignment.anchored_alignments([view], pts, "inverse_depth")
     # the fit recovers the prior's true map onto inverse depth, 1/z = (p - 0.7) / 0.3
     assert fits["v"] == pytest.approx((1 / 0.3, -0.7 / 0.3), rel=0.02)
+
+
+def test_scale_field_recovers_a_smooth_warp_with_30_percent_outliers():
+    """A prior off by a smooth multiplicative warp (as monocular models are): one scale cannot remove it, the
+    scale field fitted to the points does, despite 30% outlying points."""
+    h, w, g = 48, 64, torch.Generator().manual_seed(3)
+    v, u = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    true_scale = 2 * (1 + 0.12 * torch.sin(2 * torch.pi * (0.6 * u / w + 0.3 * v / h) + 1))
+    prior = 1 + torch.rand(h, w, generator=g)
+    target_map = true_scale * prior + 0.5
+    idx = torch.randperm(h * w, generator=g)[:600]
+    uv = torch.stack([u.flatten()[idx], v.flatten()[idx]], 1)
+    x, y = prior.flatten()[idx], target_map.flatten()[idx].clone()
+    bad = torch.randperm(600, generator=g)[:180]
+    y[bad] *= 0.5 + torch.rand(180, generator=g)
+    a, b, inliers = alignment.ransac_affine(x, y, torch.Generator().manual_seed(0), threshold=1.0)
+    scale, offset = alignment.scale_field_fit(x, y, uv, w, h, inliers, nodes=alignment.field_nodes(400, 4, 25))
+    assert scale.shape == (h, w)
+    field_err = ((scale * prior + offset - target_map).abs() / target_map).mean()
+    affine_err = ((a * prior + b - target_map).abs() / target_map).mean()
+    assert field_err < 0.015 < 0.04 < affine_err
+    assert alignment.field_nodes(399, 4, 25) == 3 and alignment.field_nodes(99, 4, 25) == 1
+
+
+def test_anchored_with_a_scale_field_keeps_the_invariances(scene):
+    """With enough points each view's scale is a map; the loss stays invariant to the scene's scale and the
+    prior's scale and shift (through the fit), and a render on the true surface costs less than with one scale."""
+    render, prior, mask = scene
+    true_depth = 1 / ((prior - 0.7) / 0.3 + 0.04 * torch.linspace(-1, 1, W))  # the prior is off by a smooth tilt
+
+    def loss(depth, p, scene_scale=1.0, nodes=4):
+        view, pts = _points_view(true_depth, p, scene_scale, every=1)
+        fits, failed = alignment.anchored_alignments([view], pts, "inverse_depth", max_nodes=nodes)
+        assert not failed and torch.is_tensor(fits["v"][0]) == (nodes > 1)
+        return float(depth_loss("anchored", to_prior_space(depth, "inverse_depth"), p, mask, fits["v"]))
+    base = loss(render, prior)
+    assert base > 1e-3
+    assert loss(23.0 * render, prior, 23.0) == pytest.approx(base, rel=1e-3)
+    assert loss(render, 80.0 * prior - 5.0) == pytest.approx(base, rel=1e-3)
+    assert loss(true_depth, prior) < 0.3 * loss(true_depth, prior, nodes=1)
 
 
 def test_anchored_is_bounded_per_pixel(scene):
