@@ -145,8 +145,8 @@ def ransac_affine(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, thresh
 def anchored_fit(prior_values: torch.Tensor, target: torch.Tensor, gen: torch.Generator, threshold: float = 0.5,
                  min_inlier_ratio: float = 0.5) -> tuple[float, float, torch.Tensor] | str:
     """``(scale, offset, inliers)`` with ``target ~ scale * prior + offset`` by :func:`ransac_affine` over the sparse
-    points seen in one view (``[m]`` each; ``inliers [m]`` bool), or why the fit is unreliable: fewer than ``MIN_POINTS`` points or inliers,
-    inliers under ``min_inlier_ratio`` of the points, a non-positive scale."""
+    points seen in one view (``[m]`` each; ``inliers [m]`` bool), or why the fit is unreliable: fewer than
+    ``MIN_POINTS`` points or inliers, inliers under ``min_inlier_ratio`` of the points, a non-positive scale."""
     m = len(prior_values)
     if m < MIN_POINTS:
         return f"fewer than {MIN_POINTS} sparse points seen"
@@ -222,7 +222,8 @@ def anchored_alignments(views: list[View], points: torch.Tensor, kind: str, seed
     ``inverse_depth`` priors, ``z`` for metric ``depth`` ones), by :func:`anchored_fit` with one generator seeded
     with ``seed`` (deterministic); and, for the views with a prior but no reliable fit, why. With ``max_nodes``
     >= 2 the scale of a view with enough inliers (:func:`field_nodes`) becomes a map ``[H, W]`` by
-    :func:`scale_field_fit`. Logs one warning with the count of views without a fit and the reasons."""
+    :func:`scale_field_fit` (kept where it stays within 0.25-4x the view's single scale). Logs one warning
+    with the count of views without a fit and the reasons."""
     gen = torch.Generator().manual_seed(seed)
     fits: dict[str, Alignment] = {}
     failed: dict[str, str] = {}
@@ -239,9 +240,12 @@ def anchored_alignments(views: list[View], points: torch.Tensor, kind: str, seed
             failed[v.key] = fit
             continue
         scale, offset, inliers = fit
+        fits[v.key] = (scale, offset)
         nodes = field_nodes(int(inliers.sum()), max_nodes, points_per_node)
-        fits[v.key] = (scale, offset) if nodes < 2 else scale_field_fit(pv, target, uv, v.width, v.height, inliers,
-                                                                          nodes, smooth)
+        if nodes >= 2:
+            field = scale_field_fit(pv, target, uv, v.width, v.height, inliers, nodes, smooth)
+            if 0.25 * scale <= float(field[0].min()) and float(field[0].max()) <= 4 * scale:
+                fits[v.key] = field  # else the points bend it implausibly far from the line: keep the line
     if failed:
         why = ", ".join(f"{n} {reason}" for reason, n in Counter(failed.values()).most_common())
         log.warning("depth_loss=anchored: %d of %d views with a prior have no reliable fit to the sparse points "

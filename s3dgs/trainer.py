@@ -335,6 +335,7 @@ class Trainer:
         depth = {"loss": name, "alignment": self.alignment_ran,
                  "views_with_prior": sum(v.prior is not None for v in self.scene.train),
                  "views_anchored": len(self.depth_align) if name in ("anchored", "sparse") else 0,
+                 "views_scale_field": sum(torch.is_tensor(s) for s, _ in self.depth_align.values()),
                  "train_views": len(self.scene.train)}
         views = metrics.pop("views")  # last in metrics.json: the long per-view table
         return metrics | {"num_gaussians": len(st.params["means"]), "train_seconds": round(st.train_seconds, 2),

@@ -15,7 +15,7 @@ def test_run_writes_every_output_then_resume_continues(run_train, example_dir, t
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["steps"] == 30 and m["num_train_views"] == 21 and m["depth_loss"] == "anchored"
     assert m["depth"] == {"loss": "anchored", "alignment": "per_image", "views_with_prior": 21, "views_anchored": 21,
-                          "train_views": 21}
+                          "views_scale_field": 21, "train_views": 21}
     t = m["test"]
     assert t["num_views"] == 3
     assert 10 < t["psnr"] < 40 and 0 < t["ssim"] <= 1
