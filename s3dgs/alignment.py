@@ -170,19 +170,20 @@ def hat_basis(x: torch.Tensor, length: float, nodes: int) -> torch.Tensor:
 
 
 def scale_field_fit(prior_values: torch.Tensor, target: torch.Tensor, uv: torch.Tensor, width: int, height: int,
-                    inliers: torch.Tensor, nodes: int, smooth: float = 0.01, iters: int = 5
-                    ) -> tuple[torch.Tensor, float]:
-    """A smoothly varying scale ``s(u, v)`` and one offset ``b`` with ``target ~ s(u, v) * prior + b`` over the
-    sparse points seen in one view (``prior_values, target [m]`` at pixel coordinates ``uv [m, 2]``), for priors
-    whose error is a low-frequency warp and a mild non-linearity that no single scale removes (monocular
-    models). ``s`` is bilinear between ``nodes x nodes`` values spread over the image; it is fitted by
-    iteratively reweighted least squares (Geman-McClure weights, starting from the RANSAC ``inliers [m]``)
-    with a penalty ``smooth`` on the differences between neighbouring nodes (relative to the data term: 0 =
-    free nodes, large = one scale). Returns the scale map ``[height, width]`` float32 and the offset."""
-    x, y = prior_values.double(), target.double()
+                    inliers: torch.Tensor, nodes: int, root: float, smooth: float = 0.001, iters: int = 5
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A smoothly varying scale ``s(u, v)`` with ``target ~ s(u, v) * (prior - root)`` over the sparse points seen
+    in one view (``prior_values, target [m]`` at pixel coordinates ``uv [m, 2]``), for priors whose error is a
+    low-frequency warp of the (inverse) depth and a mild non-linearity that no single scale removes (monocular
+    models): ``root`` is the prior value of zero (inverse) depth, from the view's robust line ``a*prior + b``
+    (``root = -b/a``), so the warp multiplies the depth, not the prior's arbitrary shift. ``s`` is bilinear
+    between ``nodes x nodes`` values spread over the image; it is fitted by iteratively reweighted least
+    squares (Geman-McClure weights, starting from the RANSAC ``inliers [m]``) with a penalty ``smooth`` on the
+    differences between neighbouring nodes (relative to the data term: 0 = free nodes, large = one scale).
+    Returns the scale and offset maps ``[height, width]`` float32 (``offset = -s * root``)."""
+    x, y = prior_values.double() - root, target.double()
     bu, bv = hat_basis(uv[:, 0], width, nodes), hat_basis(uv[:, 1], height, nodes)
-    basis = (bv[:, :, None] * bu[:, None, :]).reshape(len(x), nodes * nodes)
-    design = torch.cat([basis * x[:, None], torch.ones(len(x), 1, dtype=torch.float64)], 1)
+    design = (bv[:, :, None] * bu[:, None, :]).reshape(len(x), nodes * nodes) * x[:, None]
     idx = torch.arange(nodes * nodes).reshape(nodes, nodes)
     pairs = torch.cat([torch.stack([idx[:, :-1].flatten(), idx[:, 1:].flatten()], 1),
                        torch.stack([idx[:-1].flatten(), idx[1:].flatten()], 1)])
@@ -197,10 +198,10 @@ def scale_field_fit(prior_values: torch.Tensor, target: torch.Tensor, uv: torch.
         res = design @ coef - y
         sigma = 1.4826 * float(res[weights > 0.5].abs().median()) + 1e-12
         weights = (1 + (res / (2 * sigma)) ** 2) ** -2 * (res.abs() < 6 * sigma)
-    grid = coef[:-1].reshape(nodes, nodes)
     cu = hat_basis(torch.arange(width) + 0.5, width, nodes)
     cv = hat_basis(torch.arange(height) + 0.5, height, nodes)
-    return (cv @ grid @ cu.T).float(), float(coef[-1])
+    scale = (cv @ coef.reshape(nodes, nodes) @ cu.T).float()
+    return scale, -scale * root
 
 
 def field_nodes(inliers: int, max_nodes: int, points_per_node: int) -> int:
@@ -212,18 +213,34 @@ def field_nodes(inliers: int, max_nodes: int, points_per_node: int) -> int:
     return n
 
 
-Alignment = tuple[float | torch.Tensor, float]  # (scale: one value or a map [H, W], offset), prior -> target
+Alignment = tuple[float | torch.Tensor, float | torch.Tensor]  # (scale, offset): values or maps [H, W]
+
+
+def field_or_line(view: View, prior_values: torch.Tensor, target: torch.Tensor, uv: torch.Tensor,
+                  line: tuple[float, float, torch.Tensor], max_nodes: int, points_per_node: int, smooth: float
+                  ) -> Alignment:
+    """``view``'s alignment from its sparse points (``prior_values, target [m]`` at ``uv [m, 2]``) and a robust
+    ``line = (scale, offset, inliers [m])``: the line's ``(scale, offset)``, or, where the inliers allow
+    :func:`field_nodes` >= 2, the :func:`scale_field_fit` started from them (kept only within 0.25-4x the line's
+    scale everywhere: a map near zero would make every residual huge)."""
+    scale, offset, inliers = line
+    nodes = field_nodes(int(inliers.sum()), max_nodes, points_per_node)
+    if nodes < 2:
+        return scale, offset
+    field = scale_field_fit(prior_values, target, uv, view.width, view.height, inliers, nodes, -offset / scale,
+                            smooth)
+    if 0.25 * scale <= float(field[0].min()) and float(field[0].max()) <= 4 * scale:
+        return field
+    return scale, offset
 
 
 def anchored_alignments(views: list[View], points: torch.Tensor, kind: str, seed: int = 0, threshold: float = 0.5,
                         min_inlier_ratio: float = 0.5, max_nodes: int = 1, points_per_node: int = 25,
-                        smooth: float = 0.01) -> tuple[dict[str, Alignment], dict[str, str]]:
+                        smooth: float = 0.001) -> tuple[dict[str, Alignment], dict[str, str]]:
     """Per-view ``(scale, offset)`` mapping the prior onto the sparse points in the prior's space (``1/z`` for
     ``inverse_depth`` priors, ``z`` for metric ``depth`` ones), by :func:`anchored_fit` with one generator seeded
-    with ``seed`` (deterministic); and, for the views with a prior but no reliable fit, why. With ``max_nodes``
-    >= 2 the scale of a view with enough inliers (:func:`field_nodes`) becomes a map ``[H, W]`` by
-    :func:`scale_field_fit` (kept where it stays within 0.25-4x the view's single scale). Logs one warning
-    with the count of views without a fit and the reasons."""
+    with ``seed`` (deterministic), refined by :func:`field_or_line` (``max_nodes`` 1: never); and, for the views
+    with a prior but no reliable fit, why. Logs one warning with the count of those views and the reasons."""
     gen = torch.Generator().manual_seed(seed)
     fits: dict[str, Alignment] = {}
     failed: dict[str, str] = {}
@@ -239,13 +256,7 @@ def anchored_alignments(views: list[View], points: torch.Tensor, kind: str, seed
         if isinstance(fit, str):
             failed[v.key] = fit
             continue
-        scale, offset, inliers = fit
-        fits[v.key] = (scale, offset)
-        nodes = field_nodes(int(inliers.sum()), max_nodes, points_per_node)
-        if nodes >= 2:
-            field = scale_field_fit(pv, target, uv, v.width, v.height, inliers, nodes, smooth)
-            if 0.25 * scale <= float(field[0].min()) and float(field[0].max()) <= 4 * scale:
-                fits[v.key] = field  # else the points bend it implausibly far from the line: keep the line
+        fits[v.key] = field_or_line(v, pv, target, uv, fit, max_nodes, points_per_node, smooth)
     if failed:
         why = ", ".join(f"{n} {reason}" for reason, n in Counter(failed.values()).most_common())
         log.warning("depth_loss=anchored: %d of %d views with a prior have no reliable fit to the sparse points "
@@ -274,3 +285,28 @@ def sequence_alignment(views: list[View], points: torch.Tensor, kind: str, seed:
         pv, z = pv[keep], z[keep]
     fit = anchored_fit(pv, 1.0 / z if kind == "inverse_depth" else z, gen, threshold, min_inlier_ratio)
     return fit if isinstance(fit, str) else fit[:2]
+
+
+def sequence_alignments(views: list[View], points: torch.Tensor, kind: str, line: tuple[float, float], seed: int = 0,
+                        threshold: float = 0.5, min_inlier_ratio: float = 0.5, max_nodes: int = 1,
+                        points_per_node: int = 25, smooth: float = 0.001) -> dict[str, Alignment]:
+    """The sequence's one ``line = (scale, offset)`` (:func:`sequence_alignment`) for every view with a prior,
+    except views that see enough points for a scale field of their own: those get :func:`field_or_line` from
+    their own :func:`anchored_fit` (a frame's warp is its own even when its scale is shared), so views with few
+    points keep the shared line and views with many get their warp corrected."""
+    gen = torch.Generator().manual_seed(seed)
+    fits: dict[str, Alignment] = {}
+    for v in views:
+        if v.prior is None:
+            continue
+        fits[v.key] = line
+        pv, z, uv = _seen_points(v, points)
+        if max_nodes < 2 or field_nodes(len(pv), max_nodes, points_per_node) < 2:
+            continue
+        target = 1.0 / z if kind == "inverse_depth" else z
+        own = anchored_fit(pv, target, gen, threshold, min_inlier_ratio)
+        if not isinstance(own, str):
+            fit = field_or_line(v, pv, target, uv, own, max_nodes, points_per_node, smooth)
+            if torch.is_tensor(fit[0]):
+                fits[v.key] = fit
+    return fits

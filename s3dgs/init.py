@@ -103,7 +103,7 @@ def backproject(depth: torch.Tensor, valid: torch.Tensor, image: torch.Tensor, K
     return cam @ camtoworld[:3, :3].T + camtoworld[:3, 3], image.reshape(-1, 3)[idx]
 
 
-def prior_points(scene: Scene, fits: dict[str, tuple[float, float]], per_view: int, generator: torch.Generator
+def prior_points(scene: Scene, fits: dict[str, alignment.Alignment], per_view: int, generator: torch.Generator
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Coloured points ``[m, 3]``, ``[m, 3]`` back-projected from each training view's prior mapped by its
     ``fits[key] = (scale, offset)`` onto the sparse points' inverse depth (relative priors) or depth (metric
@@ -153,7 +153,7 @@ def carved_random_points(centre: torch.Tensor, half_size: float, n: int, views: 
 
 
 def initial_points(scene: Scene, cfg: DictConfig, extent: float, generator: torch.Generator,
-                   prior_fits: dict[str, tuple[float, float]] | None = None, max_points: int = 0
+                   prior_fits: dict[str, alignment.Alignment] | None = None, max_points: int = 0
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Where the Gaussians start (``init`` config group): the sparse points, else random points in
     :func:`random_init_box` (inside the silhouettes of RGBA images); with ``from_priors`` (``auto``: when there

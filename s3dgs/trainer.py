@@ -113,7 +113,9 @@ class Trainer:
                 if not isinstance(fit, str):
                     self.alignment_ran = "per_sequence"
                     log.info("depth_loss=anchored: one alignment for the sequence, scale %.4g offset %.4g", *fit)
-                    return {v.key: fit for v in self.scene.train if v.prior is not None}
+                    return alignment.sequence_alignments(self.scene.train, self.scene.points, kind, fit, self.cfg.seed,
+                                                         dl.inlier_threshold, dl.min_inlier_ratio, dl.scale_nodes,
+                                                         dl.points_per_node, dl.scale_smooth)
                 log.warning("depth_loss.alignment=per_sequence: the pooled fit to the sparse points is unreliable "
                             "(%s); aligning each view on its own instead", fit)
             return alignment.anchored_alignments(self.scene.train, self.scene.points, kind, self.cfg.seed,
@@ -237,8 +239,8 @@ class Trainer:
         robust = ({"robust_c": dl.robust_c, "grad_weight": dl.grad_weight, "quant_step": view.prior_step}
                   if dl.name == "anchored" else {})
         align = self.depth_align.get(view.key)
-        if align is not None and torch.is_tensor(align[0]):  # a scale map [H, W]
-            align = (align[0].to(dev), align[1])
+        if align is not None and torch.is_tensor(align[0]):  # a scale field: maps [H, W]
+            align = (align[0].to(dev), align[1].to(dev))
         return depth_loss(dl.name, r, view.prior.to(dev), mask, align, **robust)
 
     def target(self, view: View, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

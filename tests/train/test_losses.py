@@ -178,15 +178,16 @@ def test_scale_field_recovers_a_smooth_warp_with_30_percent_outliers():
     v, u = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
     true_scale = 2 * (1 + 0.12 * torch.sin(2 * torch.pi * (0.6 * u / w + 0.3 * v / h) + 1))
     prior = 1 + torch.rand(h, w, generator=g)
-    target_map = true_scale * prior + 0.5
+    target_map = true_scale * (prior + 0.25)  # the warp multiplies the (inverse) depth
     idx = torch.randperm(h * w, generator=g)[:600]
     uv = torch.stack([u.flatten()[idx], v.flatten()[idx]], 1)
     x, y = prior.flatten()[idx], target_map.flatten()[idx].clone()
     bad = torch.randperm(600, generator=g)[:180]
     y[bad] *= 0.5 + torch.rand(180, generator=g)
     a, b, inliers = alignment.ransac_affine(x, y, torch.Generator().manual_seed(0), threshold=1.0)
-    scale, offset = alignment.scale_field_fit(x, y, uv, w, h, inliers, nodes=alignment.field_nodes(400, 4, 25))
-    assert scale.shape == (h, w)
+    nodes = alignment.field_nodes(400, 4, 25)
+    scale, offset = alignment.scale_field_fit(x, y, uv, w, h, inliers, nodes, root=-b / a)
+    assert scale.shape == offset.shape == (h, w)
     field_err = ((scale * prior + offset - target_map).abs() / target_map).mean()
     affine_err = ((a * prior + b - target_map).abs() / target_map).mean()
     assert field_err < 0.015 < 0.04 < affine_err
