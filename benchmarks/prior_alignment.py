@@ -4,7 +4,7 @@ single affine fitted to the truth itself (the oracle a per-image scale cannot be
 
 Needs a dataset with ``gt_depth/`` (the built-in example, or scenes from ``python -m s3dgs.example``)::
 
-    python benchmarks/prior_alignment.py [DATA_DIR] [--views 6] [--nodes 4]
+    python benchmarks/prior_alignment.py [DATA_DIR] [--views 6] [--nodes 6] [--points-per-node 15]
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data_dir", nargs="?", type=Path, default=None, help="default: the built-in example")
     ap.add_argument("--views", type=int, default=6, help="training views (as data.num_train_views)")
-    ap.add_argument("--nodes", type=int, default=4, help="depth_loss.scale_nodes of the field")
+    ap.add_argument("--nodes", type=int, default=6, help="depth_loss.scale_nodes of the field")
+    ap.add_argument("--points-per-node", type=int, default=15, help="depth_loss.points_per_node of the field")
     args = ap.parse_args()
     data = args.data_dir or example.ensure_example()
     scene = load_scene(data, depth_dir=data / "depth", num_train_views=args.views)
@@ -42,7 +43,8 @@ def main() -> int:
               file=sys.stderr)
         return 1
     line = alignment.anchored_alignments(scene.train, scene.points, scene.prior_kind)[0]
-    field = alignment.anchored_alignments(scene.train, scene.points, scene.prior_kind, max_nodes=args.nodes)[0]
+    field = alignment.anchored_alignments(scene.train, scene.points, scene.prior_kind, max_nodes=args.nodes,
+                                          points_per_node=args.points_per_node)[0]
     rows = []
     print(f"{data}: {len(scene.train)} training views, depth AbsRel of the aligned prior against the truth")
     print("| view | one scale (points) | scale field (points) | one scale fitted to the truth |")

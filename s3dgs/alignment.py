@@ -235,7 +235,7 @@ def field_or_line(view: View, prior_values: torch.Tensor, target: torch.Tensor, 
 
 
 def anchored_alignments(views: list[View], points: torch.Tensor, kind: str, seed: int = 0, threshold: float = 0.5,
-                        min_inlier_ratio: float = 0.5, max_nodes: int = 1, points_per_node: int = 25,
+                        min_inlier_ratio: float = 0.5, max_nodes: int = 1, points_per_node: int = 15,
                         smooth: float = 0.001) -> tuple[dict[str, Alignment], dict[str, str]]:
     """Per-view ``(scale, offset)`` mapping the prior onto the sparse points in the prior's space (``1/z`` for
     ``inverse_depth`` priors, ``z`` for metric ``depth`` ones), by :func:`anchored_fit` with one generator seeded
@@ -289,7 +289,7 @@ def sequence_alignment(views: list[View], points: torch.Tensor, kind: str, seed:
 
 def sequence_alignments(views: list[View], points: torch.Tensor, kind: str, line: tuple[float, float], seed: int = 0,
                         threshold: float = 0.5, min_inlier_ratio: float = 0.5, max_nodes: int = 1,
-                        points_per_node: int = 25, smooth: float = 0.001) -> dict[str, Alignment]:
+                        points_per_node: int = 15, smooth: float = 0.001) -> dict[str, Alignment]:
     """The sequence's one ``line = (scale, offset)`` (:func:`sequence_alignment`) for every view with a prior,
     except views that see enough points for a scale field of their own: those get :func:`field_or_line` from
     their own :func:`anchored_fit` (a frame's warp is its own even when its scale is shared), so views with few
