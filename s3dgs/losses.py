@@ -21,7 +21,8 @@ same on every scene. What each loss is invariant to:
   prior's normalised units. Invariant to scene scale and to the prior's scale and shift (through the
   fit to the points), but not to how the rendering's own scale drifts from the points.
 - ``anchored``: the prior aligned once per image to the sparse points by a robust fit
-  (:func:`s3dgs.alignment.anchored_alignments`: RANSAC + least squares on the inliers), then, in the
+  (:func:`s3dgs.alignment.anchored_alignments`: RANSAC + least squares on the inliers, refined into a smooth
+  scale field, a scale map, where the view sees enough points), then, in the
   prior's normalised units, Geman-McClure ``x^2 / (x^2 + c^2)`` of the residual plus ``grad_weight`` x the
   L1 of the residual's image gradient (finite differences between neighbouring pixels, i.e. between the
   gradients of the two maps). Residuals within half the prior's quantisation step (gradients within one
@@ -97,17 +98,20 @@ def metric_l1_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scene_t
     return (scene_to_metric * r[mask] - p).abs().mean() / p.abs().mean().clamp_min(1e-12)
 
 
-def aligned_residual(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scale: float, offset: float
+Scale = float | torch.Tensor  # one value, or a map [H, W] (a scale field, see s3dgs.alignment)
+
+
+def aligned_residual(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scale: Scale, offset: Scale
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Residual ``[H, W]`` between the render ``r`` and the prior aligned to the sparse points, ``scale*p + offset``,
-    in the prior's normalised units: ``((r - offset) / scale - p) / mad``, ``mad`` the prior's mean absolute
-    deviation over ``mask``; returned with ``mad`` (in the prior's units)."""
+    """Residual ``[H, W]`` between the render ``r`` and the prior aligned to the sparse points, ``scale*p + offset``
+    (values or maps ``[H, W]``), in the prior's normalised units: ``((r - offset) / scale - p) / mad``, ``mad`` the
+    prior's mean absolute deviation over ``mask``; returned with ``mad`` (in the prior's units)."""
     pm = p[mask]
     mad = (pm - pm.median()).abs().mean().clamp_min(1e-12)
     return ((r - offset) / scale - p) / mad, mad
 
 
-def sparse_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scale: float, offset: float) -> torch.Tensor:
+def sparse_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scale: Scale, offset: Scale) -> torch.Tensor:
     """L1 between rendered disparity ``r`` and the prior aligned to the sparse points, ``scale*p + offset``,
     in the prior's normalised units (divided by ``scale`` x the prior's mean absolute deviation)."""
     return aligned_residual(r, p, mask, scale, offset)[0][mask].abs().mean()
@@ -119,7 +123,7 @@ def geman_mcclure(x: torch.Tensor, c: float) -> torch.Tensor:
     return x2 / (x2 + c * c)
 
 
-def anchored_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scale: float, offset: float,
+def anchored_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scale: Scale, offset: Scale,
                   robust_c: float = 0.5, grad_weight: float = 0.5, quant_step: float = 0.0) -> torch.Tensor:
     """Robust loss between the render ``r [H, W]`` (prior space, scene units) and the prior ``p [H, W]`` aligned to
     the sparse points (``scale*p + offset``), over ``mask [H, W]``, in the prior's normalised units ``x``:
@@ -144,7 +148,7 @@ def anchored_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scale: f
 
 
 def depth_loss(name: str, r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor,
-               align: tuple[float, float] | None = None, robust_c: float = 0.5, grad_weight: float = 0.5,
+               align: tuple[Scale, Scale] | None = None, robust_c: float = 0.5, grad_weight: float = 0.5,
                quant_step: float = 0.0) -> torch.Tensor | None:
     """The depth loss ``name`` (``anchored``, ``ssi``, ``pearson``, ``l1``, ``sparse``); ``None`` when it does not
     apply to this image (fewer than 16 usable pixels, or no alignment for ``l1``/``sparse``). ``align``: ``(k, 0)``

@@ -113,9 +113,14 @@ class Trainer:
                 if not isinstance(fit, str):
                     self.alignment_ran = "per_sequence"
                     log.info("depth_loss=anchored: one alignment for the sequence, scale %.4g offset %.4g", *fit)
-                    return alignment.sequence_alignments(self.scene.train, self.scene.points, kind, fit, self.cfg.seed,
-                                                         dl.inlier_threshold, dl.min_inlier_ratio, dl.scale_nodes,
-                                                         dl.points_per_node, dl.scale_smooth)
+                    fits = alignment.sequence_alignments(self.scene.train, self.scene.points, kind, fit,
+                                                         self.cfg.seed, dl.inlier_threshold, dl.min_inlier_ratio,
+                                                         dl.scale_nodes, dl.points_per_node, dl.scale_smooth)
+                    own = sum(torch.is_tensor(s) for s, _ in fits.values())
+                    if own:
+                        log.info("depth_loss=anchored: %d of %d views see enough sparse points for a scale field of "
+                                 "their own", own, len(fits))
+                    return fits
                 log.warning("depth_loss.alignment=per_sequence: the pooled fit to the sparse points is unreliable "
                             "(%s); aligning each view on its own instead", fit)
             return alignment.anchored_alignments(self.scene.train, self.scene.points, kind, self.cfg.seed,
