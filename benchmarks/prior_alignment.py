@@ -23,9 +23,9 @@ from s3dgs.metrics import depth_metrics, prior_fitted_to  # noqa: E402
 
 
 def aligned_depth(view, fit) -> torch.Tensor:
-    """z-depth ``[H, W]`` of an inverse-depth prior mapped by ``fit = (scale, offset)`` (values or maps); 0 where
-    invalid."""
-    disp = fit[0] * view.prior + fit[1]
+    """z-depth ``[H, W]`` of an inverse-depth prior mapped by ``fit``; 0 where invalid."""
+    scale, offset = alignment.alignment_maps(fit, view.height, view.width)
+    disp = scale * view.prior + offset
     return torch.where(view.prior_valid & (disp > 0), 1.0 / disp.clamp_min(1e-12), torch.zeros_like(disp))
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -169,18 +170,35 @@ def hat_basis(x: torch.Tensor, length: float, nodes: int) -> torch.Tensor:
     return (1 - (t[:, None] - torch.arange(nodes, dtype=torch.float64)).abs()).clamp_min(0)
 
 
+@dataclass(frozen=True, eq=False)
+class ScaleField:
+    """A view's alignment ``target = s(u, v) * (prior - root)``: a scale ``s`` bilinear between ``nodes [n, n]``
+    values spread evenly over the image (corners included), applied about ``root``, the prior's value at zero
+    (inverse) depth. Kept this small (n*n + 1 numbers); :meth:`maps` gives the per-pixel maps when needed."""
+
+    nodes: torch.Tensor  # [n, n] float64, rows top to bottom
+    root: float
+
+    def maps(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scale and offset maps ``[height, width]`` float32 with ``target = scale * prior + offset``."""
+        n = len(self.nodes)
+        cu = hat_basis(torch.arange(width) + 0.5, width, n)
+        cv = hat_basis(torch.arange(height) + 0.5, height, n)
+        scale = (cv @ self.nodes @ cu.T).float()
+        return scale, -scale * self.root
+
+
 def scale_field_fit(prior_values: torch.Tensor, target: torch.Tensor, uv: torch.Tensor, width: int, height: int,
                     inliers: torch.Tensor, nodes: int, root: float, smooth: float = 0.001, iters: int = 5
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A smoothly varying scale ``s(u, v)`` with ``target ~ s(u, v) * (prior - root)`` over the sparse points seen
-    in one view (``prior_values, target [m]`` at pixel coordinates ``uv [m, 2]``), for priors whose error is a
-    low-frequency warp of the (inverse) depth and a mild non-linearity that no single scale removes (monocular
-    models): ``root`` is the prior value of zero (inverse) depth, from the view's robust line ``a*prior + b``
-    (``root = -b/a``), so the warp multiplies the depth, not the prior's arbitrary shift. ``s`` is bilinear
-    between ``nodes x nodes`` values spread over the image; it is fitted by iteratively reweighted least
-    squares (Geman-McClure weights, starting from the RANSAC ``inliers [m]``) with a penalty ``smooth`` on the
-    differences between neighbouring nodes (relative to the data term: 0 = free nodes, large = one scale).
-    Returns the scale and offset maps ``[height, width]`` float32 (``offset = -s * root``)."""
+                    ) -> ScaleField:
+    """The :class:`ScaleField` ``target ~ s(u, v) * (prior - root)`` over the sparse points seen in one view
+    (``prior_values, target [m]`` at pixel coordinates ``uv [m, 2]`` of a ``width x height`` image), for priors
+    whose error is a low-frequency warp of the (inverse) depth and a mild non-linearity that no single scale
+    removes (monocular models): ``root`` is the prior value of zero (inverse) depth, from the view's robust
+    line ``a*prior + b`` (``root = -b/a``), so the warp multiplies the depth, not the prior's arbitrary shift.
+    Fitted by iteratively reweighted least squares (Geman-McClure weights, starting from the RANSAC
+    ``inliers [m]``) with a penalty ``smooth`` on the differences between neighbouring nodes (relative to the
+    data term: 0 = free nodes, large = one scale)."""
     x, y = prior_values.double() - root, target.double()
     bu, bv = hat_basis(uv[:, 0], width, nodes), hat_basis(uv[:, 1], height, nodes)
     design = (bv[:, :, None] * bu[:, None, :]).reshape(len(x), nodes * nodes) * x[:, None]
@@ -198,10 +216,7 @@ def scale_field_fit(prior_values: torch.Tensor, target: torch.Tensor, uv: torch.
         res = design @ coef - y
         sigma = 1.4826 * float(res[weights > 0.5].abs().median()) + 1e-12
         weights = (1 + (res / (2 * sigma)) ** 2) ** -2 * (res.abs() < 6 * sigma)
-    cu = hat_basis(torch.arange(width) + 0.5, width, nodes)
-    cv = hat_basis(torch.arange(height) + 0.5, height, nodes)
-    scale = (cv @ coef.reshape(nodes, nodes) @ cu.T).float()
-    return scale, -scale * root
+    return ScaleField(coef.reshape(nodes, nodes), float(root))
 
 
 def field_nodes(inliers: int, max_nodes: int, points_per_node: int) -> int:
@@ -213,7 +228,12 @@ def field_nodes(inliers: int, max_nodes: int, points_per_node: int) -> int:
     return n
 
 
-Alignment = tuple[float | torch.Tensor, float | torch.Tensor]  # (scale, offset): values or maps [H, W]
+Alignment = tuple[float, float] | ScaleField  # (scale, offset) or a field: prior -> the points' (inverse) depth
+
+
+def alignment_maps(fit: Alignment, height: int, width: int) -> tuple[float | torch.Tensor, float | torch.Tensor]:
+    """``(scale, offset)`` of ``fit`` for an image ``height x width``: two numbers, or ``[H, W]`` maps for a field."""
+    return fit.maps(height, width) if isinstance(fit, ScaleField) else fit
 
 
 def field_or_line(view: View, prior_values: torch.Tensor, target: torch.Tensor, uv: torch.Tensor,
@@ -222,14 +242,14 @@ def field_or_line(view: View, prior_values: torch.Tensor, target: torch.Tensor, 
     """``view``'s alignment from its sparse points (``prior_values, target [m]`` at ``uv [m, 2]``) and a robust
     ``line = (scale, offset, inliers [m])``: the line's ``(scale, offset)``, or, where the inliers allow
     :func:`field_nodes` >= 2, the :func:`scale_field_fit` started from them (kept only within 0.25-4x the line's
-    scale everywhere: a map near zero would make every residual huge)."""
+    scale everywhere, i.e. at every node: a scale near zero would make every residual huge)."""
     scale, offset, inliers = line
     nodes = field_nodes(int(inliers.sum()), max_nodes, points_per_node)
     if nodes < 2:
         return scale, offset
     field = scale_field_fit(prior_values, target, uv, view.width, view.height, inliers, nodes, -offset / scale,
                             smooth)
-    if 0.25 * scale <= float(field[0].min()) and float(field[0].max()) <= 4 * scale:
+    if 0.25 * scale <= float(field.nodes.min()) and float(field.nodes.max()) <= 4 * scale:
         return field
     return scale, offset
 
@@ -307,6 +327,6 @@ def sequence_alignments(views: list[View], points: torch.Tensor, kind: str, line
         own = anchored_fit(pv, target, gen, threshold, min_inlier_ratio)
         if not isinstance(own, str):
             fit = field_or_line(v, pv, target, uv, own, max_nodes, points_per_node, smooth)
-            if torch.is_tensor(fit[0]):
+            if isinstance(fit, ScaleField):
                 fits[v.key] = fit
     return fits

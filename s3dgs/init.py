@@ -112,7 +112,7 @@ def prior_points(scene: Scene, fits: dict[str, alignment.Alignment], per_view: i
     for v in scene.train:
         if v.key not in fits:
             continue
-        scale, offset = fits[v.key]
+        scale, offset = alignment.alignment_maps(fits[v.key], v.height, v.width)
         q = scale * v.prior + offset
         depth = 1.0 / q.clamp_min(1e-12) if scene.prior_kind == "inverse_depth" else q
         ok = v.prior_valid & (q > 0) & (True if v.mask is None else v.mask)

@@ -116,7 +116,7 @@ class Trainer:
                     fits = alignment.sequence_alignments(self.scene.train, self.scene.points, kind, fit,
                                                          self.cfg.seed, dl.inlier_threshold, dl.min_inlier_ratio,
                                                          dl.scale_nodes, dl.points_per_node, dl.scale_smooth)
-                    own = sum(torch.is_tensor(s) for s, _ in fits.values())
+                    own = sum(isinstance(f, alignment.ScaleField) for f in fits.values())
                     if own:
                         log.info("depth_loss=anchored: %d of %d views see enough sparse points for a scale field of "
                                  "their own", own, len(fits))
@@ -244,8 +244,8 @@ class Trainer:
         robust = ({"robust_c": dl.robust_c, "grad_weight": dl.grad_weight, "quant_step": view.prior_step}
                   if dl.name == "anchored" else {})
         align = self.depth_align.get(view.key)
-        if align is not None and torch.is_tensor(align[0]):  # a scale field: maps [H, W]
-            align = (align[0].to(dev), align[1].to(dev))
+        if isinstance(align, alignment.ScaleField):
+            align = tuple(m.to(dev) for m in align.maps(view.height, view.width))
         return depth_loss(dl.name, r, view.prior.to(dev), mask, align, **robust)
 
     def target(self, view: View, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -342,7 +342,7 @@ class Trainer:
         depth = {"loss": name, "alignment": self.alignment_ran,
                  "views_with_prior": sum(v.prior is not None for v in self.scene.train),
                  "views_anchored": len(self.depth_align) if name in ("anchored", "sparse") else 0,
-                 "views_scale_field": sum(torch.is_tensor(s) for s, _ in self.depth_align.values()),
+                 "views_scale_field": sum(isinstance(f, alignment.ScaleField) for f in self.depth_align.values()),
                  "train_views": len(self.scene.train)}
         views = metrics.pop("views")  # last in metrics.json: the long per-view table
         return metrics | {"num_gaussians": len(st.params["means"]), "train_seconds": round(st.train_seconds, 2),

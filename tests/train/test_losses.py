@@ -186,7 +186,8 @@ def test_scale_field_recovers_a_smooth_warp_with_30_percent_outliers():
     y[bad] *= 0.5 + torch.rand(180, generator=g)
     a, b, inliers = alignment.ransac_affine(x, y, torch.Generator().manual_seed(0), threshold=1.0)
     nodes = alignment.field_nodes(400, 4, 25)
-    scale, offset = alignment.scale_field_fit(x, y, uv, w, h, inliers, nodes, root=-b / a)
+    field = alignment.scale_field_fit(x, y, uv, w, h, inliers, nodes, root=-b / a)
+    scale, offset = field.maps(h, w)
     assert scale.shape == offset.shape == (h, w)
     field_err = ((scale * prior + offset - target_map).abs() / target_map).mean()
     affine_err = ((a * prior + b - target_map).abs() / target_map).mean()
@@ -203,8 +204,9 @@ def test_anchored_with_a_scale_field_keeps_the_invariances(scene):
     def loss(depth, p, scene_scale=1.0, nodes=4):
         view, pts = _points_view(true_depth, p, scene_scale, every=1)
         fits, failed = alignment.anchored_alignments([view], pts, "inverse_depth", max_nodes=nodes)
-        assert not failed and torch.is_tensor(fits["v"][0]) == (nodes > 1)
-        return float(depth_loss("anchored", to_prior_space(depth, "inverse_depth"), p, mask, fits["v"]))
+        assert not failed and isinstance(fits["v"], alignment.ScaleField) == (nodes > 1)
+        align = alignment.alignment_maps(fits["v"], H, W)
+        return float(depth_loss("anchored", to_prior_space(depth, "inverse_depth"), p, mask, align))
     base = loss(render, prior)
     assert base > 1e-3
     assert loss(23.0 * render, prior, 23.0) == pytest.approx(base, rel=1e-3)

@@ -77,8 +77,8 @@ def test_sequence_alignments_keep_the_shared_line_where_points_are_few_and_corre
     views[0].prior = (true_disp / (1 + 0.3 * (u - 0.5)) - B) / A
     line = alignment.sequence_alignment(views, pts, "inverse_depth")
     fits = alignment.sequence_alignments(views, pts, "inverse_depth", line, max_nodes=4)
-    assert all(torch.is_tensor(f[0]) for f in fits.values())
-    scale, offset = fits[views[0].key]
+    assert all(isinstance(f, alignment.ScaleField) for f in fits.values())
+    scale, offset = fits[views[0].key].maps(H, W)
     field_err = ((scale * views[0].prior + offset) / true_disp - 1).abs().mean()
     line_err = ((line[0] * views[0].prior + line[1]) / true_disp - 1).abs().mean()
     assert field_err < 0.02 < 0.06 < line_err  # 0.011 vs 0.076: the field removes most of the tilt
@@ -135,12 +135,19 @@ def _write_ndjson(folder: Path, gt_dir: Path, first_frame: int = 0) -> Path:
     return folder
 
 
+def _maps_to(fit: alignment.Alignment, scale: float, offset: float) -> bool:
+    """``fit`` is ``scale * prior + offset`` on every pixel of an 80x60 view (one line, or a field of the example's
+    dense points, flat on these exact priors) within 5% / 0.02."""
+    s, o = (torch.as_tensor(m) for m in alignment.alignment_maps(fit, HEIGHT, WIDTH))
+    return bool(torch.allclose(s, torch.tensor(scale), rtol=0.05)
+                and torch.allclose(o, torch.tensor(offset), atol=0.02))
+
+
 def test_depth_ndjson_folder_as_depth_dir(run_train, example_dir, tmp_path):
     vda = _write_ndjson(tmp_path / "vda", example_dir / "gt_depth")
     t = Trainer(_cfg(f"data_dir={example_dir}", f"depth_dir={vda}"), tmp_path)
     assert t.scene.prior_normalization == "per_sequence" and t.alignment_ran == "per_sequence"
-    scale, offset = next(iter(t.depth_align.values()))
-    assert (scale, offset) == pytest.approx((2.0, -0.4), rel=0.05, abs=0.02)  # 1/z = 2 * prior - 0.4
+    assert _maps_to(next(iter(t.depth_align.values())), 2.0, -0.4)  # 1/z = 2 * prior - 0.4
     run_train(f"data_dir={example_dir}", f"depth_dir={vda}", "steps=3", "save_renders=false",
               f"hydra.run.dir={tmp_path / 'run'}")
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -165,7 +172,7 @@ def test_depth_frames_json_maps_images_to_frames(example_dir, tmp_path):
     t = Trainer(_cfg(f"data_dir={example_dir}", f"depth_dir={vda}"), tmp_path)
     with_prior = {v.key for v in t.scene.train + t.scene.test if v.prior is not None}
     assert with_prior == set(mapping) & {v.key for v in t.scene.train + t.scene.test} and "view_05" not in with_prior
-    assert next(iter(t.depth_align.values())) == pytest.approx((2.0, -0.4), rel=0.05, abs=0.02)
+    assert _maps_to(next(iter(t.depth_align.values())), 2.0, -0.4)
     (vda / "depth_frames.json").write_text(json.dumps({"view_00": "100"}))
     with pytest.raises((DepthFileError, TrainError), match="depth_frames.json: not an object of non-negative integers"):
         Trainer(_cfg(f"data_dir={example_dir}", f"depth_dir={vda}"), tmp_path)

@@ -10,6 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from preprocess.depth_png import DepthMeta, quantize, write_depth_png
+from s3dgs import alignment
 from s3dgs.losses import depth_loss, to_prior_space
 from s3dgs.strategy import REFERENCE_STEPS, CPUMCMCStrategy, make_strategy, scaled_steps
 from s3dgs.trainer import TrainError, Trainer
@@ -56,8 +57,9 @@ def test_metric_priors_with_l1(small_copy, tmp_path):
     t = Trainer(_cfg(f"data_dir={small_copy}"), tmp_path)
     assert len(t.depth_align) == 21
     # (each a scale field on these dense points: 0.4 everywhere, offset 0 everywhere)
+    maps = [alignment.alignment_maps(f, 60, 80) for f in t.depth_align.values()]
     assert all(torch.allclose(torch.as_tensor(s), torch.tensor(0.4), rtol=0.05)
-               and float(torch.as_tensor(o).abs().max()) < 0.05 for s, o in t.depth_align.values())
+               and float(torch.as_tensor(o).abs().max()) < 0.05 for s, o in maps)
     assert all(x is not None and float(x) > 0 for x in _first_losses(t))
 
 
@@ -65,7 +67,8 @@ def test_anchored_is_the_default_and_falls_back_to_ssi_without_points(example_di
     t = Trainer(_cfg(f"data_dir={example_dir}"), tmp_path)
     assert t.cfg.depth_loss.name == "anchored"
     assert len(t.depth_align) == 21  # accurate points: all fit, with positive scales (maps)
-    assert all(bool((torch.as_tensor(s) > 0).all()) for s, _ in t.depth_align.values())
+    assert all(bool((torch.as_tensor(alignment.alignment_maps(f, 60, 80)[0]) > 0).all())
+               for f in t.depth_align.values())
     meta = DepthMeta.load(example_dir / "depth").images
     assert all(v.prior_step == pytest.approx((meta[v.key]["max"] - meta[v.key]["min"]) / 65535)
                for v in t.scene.train)
