@@ -46,6 +46,21 @@ def rendered_depth(g: dict[str, torch.Tensor], view: View) -> torch.Tensor:
     return out[0, ..., 3]
 
 
+def edge_split(run_dir: Path, data: Path, views: int, band: int = 2) -> dict[str, list[float]]:
+    """Per test view with ``gt_depth``: depth AbsRel over all pixels, near depth edges, away from them, and the
+    share of pixels near edges, of the run in ``run_dir`` trained on ``data`` with ``views`` training views."""
+    scene = load_scene(data, num_train_views=views)
+    g = gaussians_from_ply(run_dir / "point_cloud.ply")
+    rows = {}
+    for v in scene.test:
+        if v.gt_depth is None:
+            continue
+        z, near = rendered_depth(g, v), near_edges(v.gt_depth, band)
+        rows[v.key] = ([depth_metrics(z, v.gt_depth * m)["abs_rel"] for m in (torch.ones_like(near), near, ~near)]
+                       + [float(near.float().mean())])
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", type=Path)
@@ -54,23 +69,16 @@ def main() -> int:
     ap.add_argument("--band", type=int, default=2, help="pixels on each side of an edge that count as near it")
     args = ap.parse_args()
     data = args.data or example.ensure_example()
-    scene = load_scene(data, num_train_views=args.views)
-    g = gaussians_from_ply(args.run_dir / "point_cloud.ply")
-    print(f"{args.run_dir}: test-view depth AbsRel (one least-squares scale per view and region)")
-    print("| view | all pixels | near depth edges | away from edges | share of pixels near edges |")
-    print("|---|---|---|---|---|")
-    rows = []
-    for v in scene.test:
-        if v.gt_depth is None:
-            continue
-        z, near = rendered_depth(g, v), near_edges(v.gt_depth, args.band)
-        rows.append([depth_metrics(z, v.gt_depth * m)["abs_rel"] for m in (torch.ones_like(near), near, ~near)]
-                    + [float(near.float().mean())])
-        print(f"| {v.key} | " + " | ".join(f"{c:.4f}" for c in rows[-1][:3]) + f" | {rows[-1][3]:.2f} |")
+    rows = edge_split(args.run_dir, data, args.views, args.band)
     if not rows:
         print(f"error: no test view of {data} has gt_depth", file=sys.stderr)
         return 1
-    mean = [sum(r[i] for r in rows) / len(rows) for i in range(4)]
+    print(f"{args.run_dir}: test-view depth AbsRel (one least-squares scale per view and region)")
+    print("| view | all pixels | near depth edges | away from edges | share of pixels near edges |")
+    print("|---|---|---|---|---|")
+    for key, r in rows.items():
+        print(f"| {key} | " + " | ".join(f"{c:.4f}" for c in r[:3]) + f" | {r[3]:.2f} |")
+    mean = [sum(r[i] for r in rows.values()) / len(rows) for i in range(4)]
     print("| **mean** | " + " | ".join(f"**{c:.4f}**" for c in mean[:3]) + f" | {mean[3]:.2f} |")
     return 0
 

@@ -3,8 +3,9 @@
 Runs ``python -m s3dgs.train`` once per lambda and seed (same seed, steps and views for each lambda;
 ``lambda_depth=0`` also without the prior-based initialisation, so that run uses the prior nowhere) and
 prints test PSNR, SSIM and depth AbsRel / delta1 side by side, the mean over seeds, the relative
-AbsRel change and PSNR cost of each lambda against the first, and the bar to beat: the test views' priors on
-their own after the best affine fit to the truth (``prior_abs_rel``)::
+AbsRel change and PSNR cost of each lambda against the first, the bar to beat: the test views' priors on
+their own after the best affine fit to the truth (``prior_abs_rel``), and the AbsRel near and away from depth
+edges (``depth_edges.py``)::
 
     python benchmarks/depth_gain.py --views 6 --steps 1000 --seeds 0 1 2
     python benchmarks/depth_gain.py --lambdas 0.1 -- data_dir=/tmp/fv_seq depth_loss.alignment=per_sequence
@@ -19,6 +20,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from depth_edges import edge_split  # noqa: E402  (this folder is on sys.path)
+from s3dgs import example  # noqa: E402
 
 
 def run(lam: float, seed: int, args: argparse.Namespace, out: Path) -> dict:
@@ -67,6 +73,17 @@ def main() -> int:
     oracle = [m["test"]["prior_abs_rel"] for m in results.values() if "prior_abs_rel" in m.get("test", {})]
     if oracle:
         print(f"the test views' priors alone, best affine fit to the truth: AbsRel {oracle[0]:.4f}")
+    data = next((Path(o.split("=", 1)[1]) for o in args.overrides if o.startswith("data_dir=")), None)
+    data = data or example.ensure_example()
+    regions = {lam: [row for seed in args.seeds
+                     for row in edge_split(out / f"lambda_{lam:g}_seed_{seed}", data, args.views).values()]
+               for lam in args.lambdas}  # per test view with gt_depth: all, near edges, away, share
+    if all(regions.values()):
+        print("test depth AbsRel by region, mean over seeds and test views (benchmarks/depth_edges.py):")
+        print("| lambda_depth | all pixels | near depth edges | away from edges |")
+        print("|---|---|---|---|")
+        for lam, rows in regions.items():
+            print(f"| {lam:g} | " + " | ".join(f"{sum(r[i] for r in rows) / len(rows):.4f}" for i in range(3)) + " |")
     return 0
 
 
