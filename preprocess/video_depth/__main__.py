@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", action="store_true", help="metric model: depth in metres")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="fp32, fp16 (CUDA), bf16 (CUDA, or a CPU with AVX512-BF16/AMX; opt-in, faster, about "
-                        "1e-2 of the depth range from fp32); default fp16 on CUDA, fp32 on CPU")
+                        "2e-2 of a frame's largest value from fp32 at worst); default fp16 on CUDA, fp32 on CPU")
     p.add_argument("--fp32", action="store_true", help="Annolid's spelling of --precision fp32")
     p.add_argument("--grayscale", action="store_true", help="grey instead of inferno in the vis mp4/PNGs")
     p.add_argument("--batch", dest="streaming", action="store_false",
