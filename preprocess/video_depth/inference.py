@@ -90,7 +90,8 @@ PRECISIONS = ("fp32", "fp16", "bf16")  # float32, or autocast to float16 (CUDA o
 @functools.cache
 def native_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX); elsewhere oneDNN emulates it."""
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    checks = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(check() for check in checks if check is not None)  # private torch helpers: absent means unknown
 
 
 def check_precision(precision: str, device: torch.device) -> str:
