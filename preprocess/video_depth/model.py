@@ -73,14 +73,16 @@ class VideoDepthAnything(nn.Module):
         b, t, _, height, width = x.shape
         if height % PATCH or width % PATCH:
             raise ValueError(f"frame size {height}x{width} is not a multiple of {PATCH}")
-        frames = x.flatten(0, 1)
-        if frames.device.type == "cpu" and len(frames) > CPU_ENCODER_FRAMES:
-            passes = [self.pretrained.intermediate_layers(f, self.layers) for f in frames.split(CPU_ENCODER_FRAMES)]
-            tokens = [torch.cat(level) for level in zip(*passes)]
-        else:
-            tokens = self.pretrained.intermediate_layers(frames, self.layers)
-        depth = self.head(tokens, height // PATCH, width // PATCH, t, memories)
+        depth = self.head(self.encode(x.flatten(0, 1)), height // PATCH, width // PATCH, t, memories)
         return depth.squeeze(1).unflatten(0, (b, t))
+
+    def encode(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        """Frames ``[N, 3, H, W]`` -> the 4 token maps ``[N, H/14 * W/14, D]`` the head reads; on the CPU
+        ``CPU_ENCODER_FRAMES`` frames per pass (the passes are freed on return, before the head runs)."""
+        if frames.device.type != "cpu" or len(frames) <= CPU_ENCODER_FRAMES:
+            return self.pretrained.intermediate_layers(frames, self.layers)
+        passes = [self.pretrained.intermediate_layers(f, self.layers) for f in frames.split(CPU_ENCODER_FRAMES)]
+        return [torch.cat(level) for level in zip(*passes)]
 
 
 def _describe(state: dict[str, torch.Tensor]) -> str:
