@@ -180,7 +180,7 @@ class VDABackend(DepthBackend):
                   file=sys.stderr, dynamic_ncols=True, leave=False) as bar:
             for path, indices in zip(files, plan):
                 if not _readable(path, size):
-                    depth = run_window(self.net, reader, indices, size, self.fp32, self.device).numpy()
+                    depth = run_window(self.net, reader, indices, size, self.precision, self.device).numpy()
                     self.calls += 1
                     with atomic_path(path) as tmp, open(tmp, "wb") as f:
                         np.save(f, depth)

@@ -106,10 +106,13 @@ class TemporalAttention(nn.Module):
         slots = torch.cat((memory.order, memory.order.new_tensor([memory.write])))  # slot at each position
         pos_k = self.to_k(pe).unflatten(-1, (HEADS, -1)).transpose(0, 1)  # [heads, Tc + 1, d]
         pos_v = self.to_v(pe).unflatten(-1, (HEADS, -1)).transpose(0, 1)
-        logits = (q @ memory.keys.transpose(-1, -2)).index_select(-1, slots) + q @ pos_k.transpose(-1, -2)
+        # The position terms are one matrix per head for all S pixels: einsum multiplies them as [heads, S, .]
+        # products (``q @ pos_k`` would broadcast pos_k to [S, heads, d, Tc + 1] and copy it, 11% of a frame).
+        logits = ((q @ memory.keys.transpose(-1, -2)).index_select(-1, slots)
+                  + torch.einsum("shqd,hkd->shqk", q, pos_k))
         probs = torch.softmax(logits * q.shape[-1] ** -0.5, dim=-1)  # [S, heads, 1, Tc + 1]
         per_slot = probs.new_zeros(s, HEADS, 1, memory.slots).index_add_(-1, slots, probs)
-        out = per_slot @ memory.values + probs @ pos_v  # [S, heads, 1, d]
+        out = per_slot @ memory.values + torch.einsum("shqk,hkd->shqd", probs, pos_v)  # [S, heads, 1, d]
         return out.transpose(1, 2).reshape(s, 1, channels)
 
     @staticmethod

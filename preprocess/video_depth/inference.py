@@ -10,6 +10,7 @@ ones; the 8 overlapping frames are blended linearly (weights 0, 1/7, ..., 1 for 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 
 import cv2
@@ -83,11 +84,34 @@ def place_model(model: torch.nn.Module, device: str | torch.device | None) -> to
     return device
 
 
-def precision(device: torch.device, fp32: bool) -> contextlib.AbstractContextManager:
-    """fp16 autocast on CUDA unless ``fp32``; float32 everywhere else."""
-    if device.type == "cuda" and not fp32:
-        return torch.autocast("cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
+PRECISIONS = ("fp32", "fp16", "bf16")  # float32, or autocast to float16 (CUDA only) / bfloat16
+
+
+@functools.cache
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX); elsewhere oneDNN emulates it."""
+    checks = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(check() for check in checks if check is not None)  # private torch helpers: absent means unknown
+
+
+def check_precision(precision: str, device: torch.device) -> str:
+    """``precision`` if ``device`` runs it, else ValueError naming the fix: fp16 is CUDA-only, bf16 on the
+    CPU needs native bf16 matmul (emulated bf16 is slower than fp32)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"precision fp16 needs CUDA (device is {device}); use bf16 or fp32 on the CPU")
+    if precision == "bf16" and device.type == "cpu" and not native_bf16():
+        raise ValueError("precision bf16: this CPU has no native bf16 matmul (AVX512-BF16 or AMX), where "
+                         "emulated bf16 is slower than fp32; use fp32")
+    return precision
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The autocast context for ``precision`` (checked by :func:`check_precision`); none for fp32."""
+    if check_precision(precision, device) == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
 
 
 def upsample(depth: torch.Tensor, height: int, width: int) -> np.ndarray:
@@ -97,10 +121,10 @@ def upsample(depth: torch.Tensor, height: int, width: int) -> np.ndarray:
 
 
 def run_window(model: VideoDepthAnything, frames: Sequence[np.ndarray], indices: list[int], size: tuple[int, int],
-               fp32: bool, device: torch.device) -> torch.Tensor:
+               precision: str, device: torch.device) -> torch.Tensor:
     """Raw depths ``[32, h, w]`` (float32, CPU) of the window made of ``frames[i] for i in indices``."""
     clip = torch.stack([preprocess_frame(frames[i], size) for i in indices]).unsqueeze(0).to(device)
-    with torch.no_grad(), precision(device, fp32):
+    with torch.no_grad(), autocast(device, precision):
         return model(clip)[0].float().cpu()
 
 
@@ -131,23 +155,25 @@ def stitch_windows(windows: Iterable[np.ndarray], n_frames: int, metric: bool) -
 
 
 def infer_video_depth(model: VideoDepthAnything, frames: np.ndarray, *, input_size: int = 518,
-                      fp32: bool = True, metric: bool | None = None,
+                      precision: str = "fp32", metric: bool | None = None,
                       device: str | torch.device | None = None) -> np.ndarray:
     """Depth of every frame of a video, the official batch algorithm.
 
     ``frames``: uint8 RGB ``[N, H, W, 3]``. Returns float32 ``[N, H, W]``: inverse depth up to one
     scale and shift for the whole video (relative models) or metres (metric). ``metric`` (default:
     the model's) switches off the scale/shift alignment between windows. ``device`` defaults to the
-    model's. fp16 autocast on CUDA unless ``fp32``; always float32 on other devices.
+    model's. ``precision``: ``fp32``, ``fp16`` (CUDA) or ``bf16`` (CUDA, or a CPU with native bf16), see
+    :func:`check_precision`.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
         raise ValueError(f"frames must be uint8 RGB [N, H, W, 3] with N > 0, got {frames.dtype} {frames.shape}")
     metric = model.metric if metric is None else metric
     device = place_model(model, device)
+    check_precision(precision, device)
     n, height, width = frames.shape[:3]
     size = network_size(height, width, input_size)
-    windows = (upsample(run_window(model, frames, indices, size, fp32, device), height, width)
+    windows = (upsample(run_window(model, frames, indices, size, precision, device), height, width)
                for indices in window_frames(n))
     out = np.empty((n, height, width), dtype=np.float32)
     for i, frame in enumerate(stitch_windows(windows, n, metric)):

@@ -68,23 +68,26 @@ def run_video_depth_anything(
     point_clouds_as_depth: bool = False,
     overwrite: bool = False,
     device: Optional[str] = None,
+    precision: Optional[str] = None,
 ) -> dict[str, list[str]]:
     """Estimate depth for every sampled frame of ``input_video`` and write Annolid's files to ``output_dir``.
 
     Parameters up to ``include_region_labels`` are Annolid's, same order and defaults. Keyword-only
     additions: ``point_clouds_as_depth`` writes ``1 / value`` as ``z`` for a relative model (still not
     metric), ``overwrite`` replaces results made with other settings (otherwise a rerun resumes them or
-    stops with an error), ``device`` (default: CUDA if available, else CPU; fp32 is forced off CUDA).
+    stops with an error), ``device`` (default: CUDA if available, else CPU), ``precision`` (``fp32``,
+    ``fp16`` on CUDA, ``bf16`` on CUDA or a CPU with native bf16; default: Annolid's rule, fp16 on CUDA
+    unless ``fp32``, else fp32; ``fp32=True`` is the same as ``precision="fp32"``).
 
     Returns Annolid's dict of absolute paths: ``output_dir``, ``depth_visualization``, ``depth_frames``,
     ``depth_ndjson``, ``npz``, ``exr`` (the folder), ``point_cloud_csv`` (keys present as Annolid's).
     """
     check_encoder(encoder)
+    device = device or _default_device()
+    precision = _resolve_precision(precision, fp32, device)
     info = probe_video(input_video)
     out = Path(output_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    device = device or _default_device()
-    fp32 = fp32 or not str(device).startswith("cuda")
     sampling = plan_sampling(info, target_fps, max_len, max_res)
     stem = info.path.stem
     paths = _OutputPaths(out, stem)
@@ -93,7 +96,7 @@ def run_video_depth_anything(
     settings = {"video_name": info.path.name, "video_size": [info.width, info.height],
                 "video_bytes": info.path.stat().st_size, "model": model_name, "input_size": int(input_size),
                 "max_res": int(max_res), "stride": sampling.stride, "streaming": bool(streaming),
-                "precision": "fp32" if fp32 else "fp16"}
+                "precision": precision}
     pc_settings = ({"fx": float(focal_length_x), "fy": float(focal_length_y), "as_depth": bool(point_clouds_as_depth),
                     "regions": bool(include_region_labels)} if save_point_clouds else None)
     state = _prepare_folder(paths, settings, pc_settings, overwrite, save_npz)
@@ -138,7 +141,7 @@ def run_video_depth_anything(
         if progress_callback is not None and expected:
             progress_callback(min(int(n_seen / expected * 100), 100))
 
-    engine = _LazyEngine(encoder, metric, checkpoint_root, device, input_size, fp32, streaming)
+    engine = _LazyEngine(encoder, metric, checkpoint_root, device, input_size, precision, streaming)
     frames = (_Frame(seq, index, rgb) for seq, (index, rgb) in enumerate(iter_sampled_frames(info, sampling)))
     with ndjson.RecordAppender(paths.ndjson) as appender:
         n_frames, computed = (_process(frames, is_done, engine, write_frame, report, WARMUP if done else 0)
@@ -294,9 +297,9 @@ class _LazyEngine:
     """Loads the model on first use (a fully done rerun needs no checkpoint), then maps frames to depths."""
 
     def __init__(self, encoder: str, metric: bool, checkpoint_root: str | None, device: str, input_size: int,
-                 fp32: bool, streaming: bool):
+                 precision: str, streaming: bool):
         self.encoder, self.metric, self.checkpoint_root = encoder, metric, checkpoint_root
-        self.device, self.input_size, self.fp32, self.streaming = device, input_size, fp32, streaming
+        self.device, self.input_size, self.precision, self.streaming = device, input_size, precision, streaming
         self._model = None
 
     def __call__(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
@@ -306,12 +309,26 @@ class _LazyEngine:
             self._model = load_model(self.encoder, metric=self.metric, checkpoint_root=self.checkpoint_root,
                                      device=self.device)
         if self.streaming:
-            yield from stream_video_depth(self._model, frames, input_size=self.input_size, fp32=self.fp32,
-                                          device=self.device)
+            yield from stream_video_depth(self._model, frames, input_size=self.input_size,
+                                          precision=self.precision, device=self.device)
         else:
             stack = np.stack(list(frames))
-            yield from infer_video_depth(self._model, stack, input_size=self.input_size, fp32=self.fp32,
-                                         metric=self.metric, device=self.device)
+            yield from infer_video_depth(self._model, stack, input_size=self.input_size,
+                                         precision=self.precision, metric=self.metric, device=self.device)
+
+
+def _resolve_precision(precision: str | None, fp32: bool, device: str) -> str:
+    """The precision to run: ``precision``, else Annolid's rule (fp16 on CUDA unless ``fp32``, else fp32);
+    ValueError when ``fp32`` contradicts it or ``device`` cannot run it."""
+    import torch
+
+    from preprocess.video_depth.inference import check_precision
+
+    if precision is None:
+        precision = "fp16" if str(device).startswith("cuda") and not fp32 else "fp32"
+    elif fp32 and precision != "fp32":
+        raise ValueError(f"fp32 (--fp32) contradicts precision {precision!r}; give one of them")
+    return check_precision(precision, torch.device(device))
 
 
 def _default_device() -> str:

@@ -21,7 +21,7 @@ import torch
 
 from preprocess.video_depth.dpt_temporal import TemporalAttention, TemporalMemory
 from preprocess.video_depth.inference import (INTERP, OVERLAP, STEP, WINDOW, network_size, place_model,
-                                              precision, preprocess_frame, upsample)
+                                              autocast, check_precision, preprocess_frame, upsample)
 from preprocess.video_depth.model import VideoDepthAnything
 
 CONTEXT_HEAD = 2  # cache slots always kept at the front (frame 0 and an old keyframe)
@@ -34,10 +34,11 @@ class VideoDepthStream:
     All frames must have the first frame's size (the network size is fixed by it).
     """
 
-    def __init__(self, model: VideoDepthAnything, *, input_size: int = 518, fp32: bool = True,
+    def __init__(self, model: VideoDepthAnything, *, input_size: int = 518, precision: str = "fp32",
                  device: str | torch.device | None = None):
-        self.model, self.input_size, self.fp32 = model, input_size, fp32
+        self.model, self.input_size, self.precision = model, input_size, precision
         self.device = place_model(model, device)
+        check_precision(precision, self.device)
         self.frame_shape: tuple[int, int] | None = None
         self.cache: list[int] = []  # memory slot of each cached frame, oldest first (repeats at the start)
         self.memories = [TemporalMemory(CACHE_LIMIT + 1) for m in model.modules()
@@ -65,7 +66,7 @@ class VideoDepthStream:
         order = torch.tensor(context, dtype=torch.long, device=self.device)
         for memory in self.memories:
             memory.order, memory.write = order, write
-        with torch.no_grad(), precision(self.device, self.fp32):
+        with torch.no_grad(), autocast(self.device, self.precision):
             depth = self.model(x, self.memories)
         self.cache = self.cache + [write] if self.cache else [write] * WINDOW
         if len(self.cache) > CACHE_LIMIT:
@@ -75,10 +76,12 @@ class VideoDepthStream:
 
 
 def stream_video_depth(model: VideoDepthAnything, frames: Iterable[np.ndarray], *, input_size: int = 518,
-                       fp32: bool = True, device: str | torch.device | None = None) -> Iterator[np.ndarray]:
+                       precision: str = "fp32", device: str | torch.device | None = None
+                       ) -> Iterator[np.ndarray]:
     """Depth ``[H, W]`` float32 for each uint8 RGB frame ``[H, W, 3]``, one at a time (official streaming
     semantics); memory stays flat in the video length. Relative models give inverse depth whose scale
-    may drift slowly over a long video (no alignment); metric models give metres."""
-    stream = VideoDepthStream(model, input_size=input_size, fp32=fp32, device=device)
+    may drift slowly over a long video (no alignment); metric models give metres. ``precision`` as in
+    :func:`~preprocess.video_depth.inference.infer_video_depth`."""
+    stream = VideoDepthStream(model, input_size=input_size, precision=precision, device=device)
     for frame in frames:
         yield stream.step(frame)

@@ -55,6 +55,17 @@ def test_cli_run_with_progress_bar(tmp_path, python, repo_env, tiny_vda_checkpoi
     assert all(np.abs(f[..., 0].astype(int) - f[..., 2]).max() <= 2 for f in frames)  # grey
 
 
+def test_cli_precision_errors(tmp_path, python, repo_env, tiny_vda_checkpoint):
+    video = tmp_path / "clip.mp4"
+    write_clip(video, n=1)
+    root = ("--checkpoint-root", tiny_vda_checkpoint.parent, "--device", "cpu")
+    assert_one_line_error(cli(python, repo_env, video, tmp_path / "a", "--precision", "fp16", *root),
+                          "fp16 needs CUDA", "use bf16 or fp32")
+    assert_one_line_error(cli(python, repo_env, video, tmp_path / "b", "--precision", "bf16", "--fp32", *root),
+                          "--fp32", "contradicts precision 'bf16'")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def test_cli_missing_checkpoint(tmp_path, python, repo_env):
     video = tmp_path / "clip.mp4"
     write_clip(video, n=1)

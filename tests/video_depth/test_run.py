@@ -314,3 +314,23 @@ def test_metric_model_records_metres(tmp_path, tiny_vda_checkpoint):
     assert table.shape == (W * H, 7)                                    # metric: z is the value, never inverted
     np.testing.assert_allclose(table[:, 2], decode_depth({"otherData": {"depth_map": dm}}).ravel(),
                                atol=float(dm["scale"]["max"] - dm["scale"]["min"]) / 65535 + 1e-6)
+
+
+def test_precision_is_checked_first_and_recorded(tmp_path, tiny_vda_checkpoint):
+    """A contradictory precision fails before anything is written; the folder's settings name the precision,
+    so a rerun in another one does not mix its frames in."""
+    from preprocess.video_depth.inference import native_bf16
+
+    video = tmp_path / "clip.mp4"
+    write_video(video, n=2)
+    out, kwargs = tmp_path / "out", dict(input_size=INPUT_SIZE, checkpoint_root=str(tiny_vda_checkpoint.parent),
+                                         device="cpu")
+    with pytest.raises(ValueError, match="contradicts precision 'bf16'"):
+        run_video_depth_anything(str(video), str(out), fp32=True, precision="bf16", **kwargs)
+    assert not out.exists()
+    if not native_bf16():
+        pytest.skip("this CPU has no native bf16 matmul (AVX512-BF16 or AMX)")
+    run_video_depth_anything(str(video), str(out), precision="bf16", **kwargs)
+    assert json.loads((out / "depth.ndjson").read_text().splitlines()[0])["frame_index"] == 0
+    with pytest.raises(OutputFolderError, match="precision: 'bf16' -> 'fp32'"):
+        run_video_depth_anything(str(video), str(out), **kwargs)
