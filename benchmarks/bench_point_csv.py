@@ -21,11 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from preprocess.atomic_io import atomic_path  # noqa: E402
 from preprocess.video_depth.pointcloud import back_project, write_point_csv  # noqa: E402
+from preprocess.video_depth.regions import RegionLabels  # noqa: E402
 
 
 def python_rows(path: Path, value: np.ndarray, rgb: np.ndarray, fx: float, fy: float,
                 labels: np.ndarray | None) -> None:
-    """The previous writer: ``"%.6f"``/``"%d"`` per row, 65536 rows per write."""
+    """The previous writer: ``"%.6f"``/``"%d"`` per row, 65536 rows per write; ``labels`` object ``[H, W]`` of
+    ``str | None`` (its label input)."""
     z = value.astype(np.float64).ravel()
     x, y = (c.ravel() for c in back_project(value.astype(np.float64), fx, fy))
     columns = [x, y, z, z] + ([] if labels is None else [labels.ravel()]) + list(rgb.reshape(-1, 3).T.astype(np.int64))
@@ -50,17 +52,19 @@ def main() -> None:
     rng = np.random.default_rng(0)
     value = rng.uniform(0.1, 20, (height, width)).astype(np.float32)
     rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-    labels = None
+    labels, label_objects = None, None
     if args.labels:
-        labels = np.full((height, width), None, dtype=object)
-        labels[: height // 2, : width // 2], labels[height // 2:, width // 2:] = "mouse", 'nest "A"'
+        ids = np.zeros((height, width), np.int32)
+        ids[: height // 2, : width // 2], ids[height // 2:, width // 2:] = 1, 2
+        labels = RegionLabels(ids, (None, "mouse", 'nest "A"'))
+        label_objects = np.asarray(labels.names, dtype=object)[ids]
     times: dict[str, list[float]] = {"python rows": [], "write_point_csv": []}
     with tempfile.TemporaryDirectory() as tmp:
         new, old = Path(tmp) / "new.csv", Path(tmp) / "old.csv"
         write_point_csv(new, value, rgb, 470.4, 470.4, labels)  # compiles the kernel (cached on disk)
         for _ in range(args.repeats):
             start = time.perf_counter()
-            python_rows(old, value, rgb, 470.4, 470.4, labels)
+            python_rows(old, value, rgb, 470.4, 470.4, label_objects)
             times["python rows"].append(time.perf_counter() - start)
             start = time.perf_counter()
             write_point_csv(new, value, rgb, 470.4, 470.4, labels)

@@ -25,6 +25,7 @@ import numba
 import numpy as np
 
 from preprocess.atomic_io import atomic_path
+from preprocess.video_depth.regions import RegionLabels
 
 ROWS_PER_CHUNK = 65536
 FAST_LIMIT = 1e9  # |value| below this: round(|value| * 1e6) fits float64's integers exactly, <= 10 digits
@@ -41,11 +42,11 @@ def back_project(z: np.ndarray, fx: float, fy: float) -> tuple[np.ndarray, np.nd
 
 
 def write_point_csv(path: str | Path, value: np.ndarray, rgb: np.ndarray | None, fx: float, fy: float,
-                    labels: np.ndarray | None = None, as_depth: bool = False) -> None:
+                    labels: RegionLabels | None = None, as_depth: bool = False) -> None:
     """Write one frame's points to ``path`` atomically.
 
     ``value``: model output ``[H, W]``; ``rgb``: the processed frame uint8 ``[H, W, 3]`` (colour columns)
-    or ``None``; ``labels``: object ``[H, W]`` of ``str | None`` from :mod:`regions` (adds ``region``).
+    or ``None``; ``labels``: the frame's :class:`~preprocess.video_depth.regions.RegionLabels` (adds ``region``).
     """
     z = value.astype(np.float64)
     keep = None
@@ -60,7 +61,9 @@ def write_point_csv(path: str | Path, value: np.ndarray, rgb: np.ndarray | None,
     codes, cells = np.zeros(len(numbers), np.intp), _texts([])
     if labels is not None:
         header.append("region")
-        codes, cells = _region_cells(labels.ravel() if keep is None else labels[keep])
+        codes = (labels.ids.ravel() if keep is None else labels.ids[keep]).astype(np.intp)
+        # Annolid's region cell: empty, or the label in double quotes with inner quotes doubled
+        cells = _texts([b"" if s is None else ('"' + s.replace('"', '""') + '"').encode() for s in labels.names])
     colours = np.zeros((len(numbers), 0), np.uint8)
     if rgb is not None:
         header += ["red", "green", "blue"]
@@ -103,14 +106,6 @@ def _texts(texts: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.zeros(len(texts) + 1, np.int64)
     offsets[1:] = np.cumsum([len(t) for t in texts])
     return np.frombuffer(b"".join(texts), np.uint8).copy(), offsets
-
-
-def _region_cells(labels: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """Per-row index of each row's cell among the distinct cells, and those cells: Annolid's region cell
-    is empty, or the label in double quotes with inner quotes doubled."""
-    index: dict[str | None, int] = {}
-    codes = np.fromiter((index.setdefault(s, len(index)) for s in labels.tolist()), np.intp, len(labels))
-    return codes, _texts([b"" if s is None else ('"' + s.replace('"', '""') + '"').encode() for s in index])
 
 
 @numba.njit(cache=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,22 @@ def annotation_dir(input_video: str | Path) -> Path | None:
     """Annolid's tracking folder for a video (the video path without its suffix), if it exists."""
     folder = Path(input_video).expanduser().with_suffix("")
     return folder if folder.is_dir() else None
+
+
+@dataclass(frozen=True)
+class RegionLabels:
+    """One frame's label per pixel: ``names[ids[y, x]]``, ``ids [H, W]`` int32 and ``names[0] is None`` (no
+    region). ``labels[y, x]`` reads one pixel's label."""
+
+    ids: np.ndarray
+    names: tuple[str | None, ...]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.ids.shape
+
+    def __getitem__(self, index: tuple[int, int]) -> str | None:
+        return self.names[self.ids[index]]
 
 
 class RegionLabeler:
@@ -61,8 +78,8 @@ class RegionLabeler:
                             continue
         return self._store.get(frame_index)
 
-    def labels(self, frame_index: int, width: int, height: int) -> np.ndarray | None:
-        """Label per pixel, object array ``[H, W]`` of ``str | None``; ``None`` if the frame has no shapes."""
+    def labels(self, frame_index: int, width: int, height: int) -> RegionLabels | None:
+        """The frame's :class:`RegionLabels` at ``width x height``; ``None`` if the frame has no shapes."""
         data = self._frame_json(frame_index) or self._store_record(frame_index)
         shapes = [s for s in (data or {}).get("shapes") or [] if isinstance(s, dict) and s.get("label")]
         if not shapes:
@@ -79,7 +96,7 @@ class RegionLabeler:
             cv2.fillPoly(ids, [poly], len(names) - 1)
         if len(names) == 1:
             return None
-        return np.asarray(names, dtype=object)[ids]
+        return RegionLabels(ids, tuple(names))
 
 
 def _polygon(shape: dict[str, Any], sx: float, sy: float) -> np.ndarray | None:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from preprocess.video_depth import ndjson, rawfiles
 from preprocess.video_depth.pointcloud import back_project, write_point_csv
-from preprocess.video_depth.regions import RegionLabeler, annotation_dir
+from preprocess.video_depth.regions import RegionLabeler, RegionLabels, annotation_dir
 from preprocess.video_depth.vis import Mp4Writer, colorize, preview_payload, to_uint8
 
 # Annolid's documented example record (6x4 map, linspace 0.8..3.2), made by Annolid's writer.
@@ -92,7 +92,7 @@ def test_repair_tail_reads_backwards_in_chunks(tmp_path, content, expected):
 def test_point_csv_columns_and_geometry(tmp_path):
     z = np.array([[1.0, 2.0, 0.0], [4.0, 0.5, 1.5]], np.float32)
     rgb = np.arange(18, dtype=np.uint8).reshape(2, 3, 3) * 10
-    labels = np.array([["a", None, 'b"q'], [None, None, "a"]], dtype=object)
+    labels = RegionLabels(np.array([[1, 0, 2], [0, 0, 1]], np.int32), (None, "a", 'b"q'))
     path = tmp_path / "point_0000.csv"
     write_point_csv(path, z, rgb, fx=2.0, fy=4.0, labels=labels)
     lines = path.read_text().splitlines()
@@ -120,7 +120,7 @@ def test_point_csv_bytes_of_a_tiny_frame(tmp_path):
     # x = (u - 1) / 2 * z, y = (v - 1) / 4 * z; -0.0 keeps its sign; 2**-7 * 1e6 = 7812.5 is a tie (to even)
     z = np.array([[1.0, 2.0 ** -7], [0.0, -1e-7]], np.float32)
     rgb = np.array([[[0, 9, 10], [99, 100, 255]], [[5, 0, 0], [1, 2, 3]]], np.uint8)
-    labels = np.array([["a", None], ['say "hi"', "ü"]], dtype=object)
+    labels = RegionLabels(np.array([[1, 0], [2, 3]], np.int32), (None, "a", 'say "hi"', "ü"))
     path = tmp_path / "point_0000.csv"
     write_point_csv(path, z, rgb, fx=2.0, fy=4.0, labels=labels)
     assert path.read_bytes() == (
