@@ -124,7 +124,7 @@ def geman_mcclure(x: torch.Tensor, c: float) -> torch.Tensor:
 
 
 def anchored_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scale: Scale, offset: Scale,
-                  robust_c: float = 0.5, grad_weight: float = 0.5, quant_step: float = 0.0) -> torch.Tensor:
+                  robust_c: float = 0.25, grad_weight: float = 0.5, quant_step: float = 0.0) -> torch.Tensor:
     """Robust loss between the render ``r [H, W]`` (prior space, scene units) and the prior ``p [H, W]`` aligned to
     the sparse points (``scale*p + offset``), over ``mask [H, W]``, in the prior's normalised units ``x``:
 
@@ -148,7 +148,7 @@ def anchored_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scale: S
 
 
 def depth_loss(name: str, r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor,
-               align: tuple[Scale, Scale] | None = None, robust_c: float = 0.5, grad_weight: float = 0.5,
+               align: tuple[Scale, Scale] | None = None, robust_c: float = 0.25, grad_weight: float = 0.5,
                quant_step: float = 0.0) -> torch.Tensor | None:
     """The depth loss ``name`` (``anchored``, ``ssi``, ``pearson``, ``l1``, ``sparse``); ``None`` when it does not
     apply to this image (fewer than 16 usable pixels, or no alignment for ``l1``/``sparse``). ``align``: ``(k, 0)``

