@@ -68,12 +68,12 @@ def write_point_csv(path: str | Path, value: np.ndarray, rgb: np.ndarray | None,
     if rgb is not None:
         header += ["red", "green", "blue"]
         colours = np.ascontiguousarray(rgb.reshape(-1, 3) if keep is None else rgb[keep])
+
     def chunk(i: int) -> np.ndarray:
         rows = slice(i, i + ROWS_PER_CHUNK)
         return _format_rows(numbers[rows], codes[rows], cells, colours[rows], labels is not None)
 
-    workers = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
-                         MAX_WORKERS))
+    workers = min(_usable_cpus(), MAX_WORKERS)
     with atomic_path(path) as tmp, open(tmp, "wb") as f, ThreadPoolExecutor(workers) as pool:
         f.write((",".join(header) + "\n").encode())
         pending: deque[Future] = deque()
@@ -83,6 +83,11 @@ def write_point_csv(path: str | Path, value: np.ndarray, rgb: np.ndarray | None,
                 f.write(pending.popleft().result())
         while pending:
             f.write(pending.popleft().result())
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one, e.g. under ``taskset``)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _format_rows(numbers: np.ndarray, codes: np.ndarray, cells: tuple[np.ndarray, np.ndarray],
