@@ -179,12 +179,13 @@ class ScaleField:
     nodes: torch.Tensor  # [n, n] float64, rows top to bottom
     root: float
 
-    def maps(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scale and offset maps ``[height, width]`` float32 with ``target = scale * prior + offset``."""
+    def maps(self, height: int, width: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """Scale and offset maps ``[height, width]`` float32 on ``device`` with ``target = scale * prior + offset``
+        (made there from the nodes: no per-pixel copy between devices)."""
         n = len(self.nodes)
-        cu = hat_basis(torch.arange(width) + 0.5, width, n)
-        cv = hat_basis(torch.arange(height) + 0.5, height, n)
-        scale = (cv @ self.nodes @ cu.T).float()
+        cu = hat_basis(torch.arange(width) + 0.5, width, n).to(device)
+        cv = hat_basis(torch.arange(height) + 0.5, height, n).to(device)
+        scale = (cv @ self.nodes.to(device) @ cu.T).float()
         return scale, -scale * self.root
 
 

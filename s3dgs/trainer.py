@@ -245,7 +245,7 @@ class Trainer:
                   if dl.name == "anchored" else {})
         align = self.depth_align.get(view.key)
         if isinstance(align, alignment.ScaleField):
-            align = tuple(m.to(dev) for m in align.maps(view.height, view.width))
+            align = align.maps(view.height, view.width, dev)
         return depth_loss(dl.name, r, view.prior.to(dev), mask, align, **robust)
 
     def target(self, view: View, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
