@@ -69,7 +69,15 @@ def main() -> int:
     ap.add_argument("--band", type=int, default=2, help="pixels on each side of an edge that count as near it")
     args = ap.parse_args()
     data = args.data or example.ensure_example()
-    rows = edge_split(args.run_dir, data, args.views, args.band)
+    if not (args.run_dir / "point_cloud.ply").is_file():
+        print(f"error: {args.run_dir / 'point_cloud.ply'} not found; pass a finished run folder of "
+              "python -m s3dgs.train", file=sys.stderr)
+        return 1
+    try:
+        rows = edge_split(args.run_dir, data, args.views, args.band)
+    except ValueError as e:  # DataError (dataset), or a PLY that is not 3DGS
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     if not rows:
         print(f"error: no test view of {data} has gt_depth", file=sys.stderr)
         return 1

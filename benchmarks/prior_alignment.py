@@ -18,6 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from s3dgs import alignment, example  # noqa: E402
+from s3dgs.data.frames import DataError  # noqa: E402
 from s3dgs.data.scene import load_scene  # noqa: E402
 from s3dgs.metrics import depth_metrics, prior_fitted_to  # noqa: E402
 
@@ -37,10 +38,15 @@ def main() -> int:
     ap.add_argument("--points-per-node", type=int, default=15, help="depth_loss.points_per_node of the field")
     args = ap.parse_args()
     data = args.data_dir or example.ensure_example()
-    scene = load_scene(data, depth_dir=data / "depth", num_train_views=args.views)
+    try:
+        scene = load_scene(data, depth_dir=data / "depth", num_train_views=args.views)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     if scene.prior_kind != "inverse_depth":
-        print(f"error: {data}/depth holds metric priors; this benchmark compares relative inverse-depth alignments",
-              file=sys.stderr)
+        why = "holds metric priors" if scene.prior_kind else "holds no priors for these images"
+        print(f"error: {data}/depth {why}; this benchmark compares alignments of relative inverse-depth priors "
+              "(python -m s3dgs.example writes a scene with them)", file=sys.stderr)
         return 1
     line = alignment.anchored_alignments(scene.train, scene.points, scene.prior_kind)[0]
     field = alignment.anchored_alignments(scene.train, scene.points, scene.prior_kind, max_nodes=args.nodes,
