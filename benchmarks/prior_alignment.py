@@ -18,6 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from s3dgs import alignment, example  # noqa: E402
+from preprocess.depth_png import DepthFileError  # noqa: E402
 from s3dgs.data.frames import DataError  # noqa: E402
 from s3dgs.data.scene import load_scene  # noqa: E402
 from s3dgs.metrics import depth_metrics, prior_fitted_to  # noqa: E402
@@ -40,7 +41,7 @@ def main() -> int:
     data = args.data_dir or example.ensure_example()
     try:
         scene = load_scene(data, depth_dir=data / "depth", num_train_views=args.views)
-    except DataError as e:
+    except (DataError, DepthFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if scene.prior_kind != "inverse_depth":
