@@ -79,22 +79,46 @@ def random_init_box(camtoworlds: torch.Tensor, Ks: torch.Tensor, sizes: torch.Te
     return camtoworlds[:, :3, 3].mean(0), extent
 
 
-def depth_edges(depth: torch.Tensor, threshold: float) -> torch.Tensor:
-    """``[H, W]`` bool: pixels of z-depth ``depth [H, W]`` whose 3x3 neighbourhood spans a relative depth
-    jump above ``threshold`` (occlusion boundaries, where a prior's blurred edge puts "flying pixels")."""
+def local_range(depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smallest and largest value ``[H, W]`` in each pixel's 3x3 neighbourhood of ``depth [H, W]``."""
     d = depth[None, None]
-    hi = torch.nn.functional.max_pool2d(d, 3, stride=1, padding=1)
-    lo = -torch.nn.functional.max_pool2d(-d, 3, stride=1, padding=1)
-    return ((hi - lo) / lo.clamp_min(1e-12))[0, 0] > threshold
+    return (-torch.nn.functional.max_pool2d(-d, 3, stride=1, padding=1)[0, 0],
+            torch.nn.functional.max_pool2d(d, 3, stride=1, padding=1)[0, 0])
+
+
+def snap_to_surfaces(depth: torch.Tensor, threshold: float) -> torch.Tensor:
+    """z-depth ``depth [H, W]`` (``NaN``: no value) with the pixels between two surfaces moved onto the nearer one.
+
+    A pixel whose 3x3 neighbourhood spans a relative depth jump above ``threshold`` (an occlusion boundary) and
+    whose depth is more than ``threshold / 2`` (relative) from both the neighbourhood's smallest and largest
+    depth lies between the surfaces, where a prior blurred across the edge puts it ("flying pixels"). It takes
+    the depth of its neighbour that lies on a surface and is closest to it in depth; ``NaN`` where no neighbour
+    does (inside a ramp wider than a pixel on each side). Other pixels keep their depth."""
+    lo, hi = local_range(torch.where(depth.isnan(), depth.nan_to_num().max(), depth))
+    edge = (hi - lo) / lo.clamp_min(1e-12) > threshold
+    between = edge & (depth - lo > 0.5 * threshold * lo) & (hi - depth > 0.5 * threshold * depth)
+    h, w = depth.shape
+    surface = torch.nn.functional.pad(torch.where(between, torch.nan, depth), [1, 1, 1, 1], value=torch.nan)
+    best, gap = torch.full_like(depth, torch.nan), torch.full_like(depth, torch.inf)
+    for dy in range(3):
+        for dx in range(3):
+            neighbour = surface[dy:dy + h, dx:dx + w]
+            closer = (neighbour - depth).abs() < gap  # False where the neighbour is NaN
+            best = torch.where(closer, neighbour, best)
+            gap = torch.where(closer, (neighbour - depth).abs(), gap)
+    return torch.where(between, best, depth)
 
 
 def backproject(depth: torch.Tensor, valid: torch.Tensor, image: torch.Tensor, K: torch.Tensor,
                 camtoworld: torch.Tensor, n: int, generator: torch.Generator, edge_threshold: float = 0.05
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Up to ``n`` coloured world points ``[m, 3]``, ``[m, 3]`` from z-depth ``depth [H, W]`` (scene units) at
-    random pixels where ``valid [H, W]`` holds, away from depth discontinuities (:func:`depth_edges`).
+    random pixels where ``valid [H, W]`` holds; pixels between two surfaces at a depth discontinuity (relative
+    jump above ``edge_threshold``) are moved onto the nearer one or left out (:func:`snap_to_surfaces`), so no
+    point lands between two objects.
     ``image [H, W, 3]`` in [0, 1]; ``K [3, 3]`` with pixel centres at +0.5; ``camtoworld [4, 4]`` OpenCV axes."""
-    ok = valid & (depth > 0) & ~depth_edges(torch.where(valid, depth, depth.max()), edge_threshold)
+    depth = snap_to_surfaces(torch.where(valid, depth, torch.nan), edge_threshold)
+    ok = valid & (depth > 0)
     idx = ok.flatten().nonzero()[:, 0]
     idx = idx[torch.randperm(len(idx), generator=generator)[:n]]
     v, u = idx // depth.shape[1], idx % depth.shape[1]

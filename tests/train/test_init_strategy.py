@@ -156,8 +156,10 @@ def test_backprojected_exact_depth_lies_on_the_true_surface(example_dir):
     assert (rel < 0.05).float().mean() > 0.85  # on the surface the other view sees (the rest: occluded there)
 
 
-def test_backprojection_skips_the_blurred_edge_between_objects():
-    """A prior blurs a depth step (1 -> 3) over a few pixels: no point may land in the gap ("flying pixels")."""
+def test_backprojection_snaps_the_blurred_edge_onto_the_two_surfaces():
+    """A prior blurs a depth step (1 -> 3) over a few pixels: no point may land in the gap ("flying pixels"), and
+    the blurred band's pixels next to either surface still give points, on that surface (silhouettes keep their
+    points)."""
     from s3dgs.init import backproject
     depth = torch.ones(40, 60)
     depth[:, 30:] = 3.0
@@ -168,6 +170,24 @@ def test_backprojection_skips_the_blurred_edge_between_objects():
     z = pts[:, 2]
     assert len(z) > 1500 and ((z > 1.05) & (z < 2.95)).sum() == 0
     assert (z < 1.05).sum() > 500 and (z > 2.95).sum() > 500
+    column = (pts[:, 0] / z * K[0, 0] + K[0, 2] - 0.5).round()
+    assert ((column == 28) & (z < 1.05)).sum() >= 30  # blurred (5/3 of the way) yet snapped onto the near surface
+    assert ((column == 31) & (z > 2.95)).sum() >= 30  # and onto the far one
+
+
+def test_snap_to_surfaces_leaves_the_middle_of_a_wide_ramp_out():
+    """Pixels between two surfaces take the depth of the nearest-in-depth neighbour on a surface; a pixel with no
+    such neighbour (inside a ramp wider than a pixel on each side) becomes NaN; the others keep their depth."""
+    from s3dgs.init import snap_to_surfaces
+    depth = torch.ones(6, 20)
+    depth[:, 7:13] = torch.linspace(1.25, 2.75, 6)  # a 6 px ramp from 1 to 3
+    depth[:, 13:] = 3.0
+    snapped = snap_to_surfaces(depth, 0.05)
+    row = snapped[0]
+    assert torch.equal(snapped[:, :6], depth[:, :6]) and torch.equal(snapped[:, 14:], depth[:, 14:])
+    assert row[:7].eq(1.0).all() and row[13:].eq(3.0).all()  # both sides of the ramp land on their surface
+    assert row[8:12].isnan().all()  # no surface next to them: left out, not put in between
+    assert not ((row > 1.0) & (row < 3.0)).any()
 
 
 def test_random_init_is_carved_to_the_silhouettes_of_rgba_views():
