@@ -55,7 +55,9 @@ def main() -> int:
     keys = ("psnr", "ssim", "depth_abs_rel", "depth_delta1")
     mean = {lam: {k: sum(results[lam, s]["test"][k] for s in args.seeds) / len(args.seeds) for k in keys}
             for lam in args.lambdas}
-    print(f"example scene, {args.views} training views, {args.steps} steps, depth_loss={args.loss}, runs in {out}")
+    data = next((Path(o.split("=", 1)[1]) for o in args.overrides if o.startswith("data_dir=")), None)
+    print(f"{data or 'built-in example'}, {args.views} training views, {args.steps} steps, depth_loss={args.loss}, "
+          f"runs in {out}")
     print("| lambda_depth | seed | test PSNR | test SSIM | depth AbsRel | depth delta1 | Gaussians | train s |")
     print("|---|---|---|---|---|---|---|---|")
     for (lam, seed), m in results.items():
@@ -73,7 +75,6 @@ def main() -> int:
     oracle = [m["test"]["prior_abs_rel"] for m in results.values() if "prior_abs_rel" in m.get("test", {})]
     if oracle:
         print(f"the test views' priors alone, best affine fit to the truth: AbsRel {oracle[0]:.4f}")
-    data = next((Path(o.split("=", 1)[1]) for o in args.overrides if o.startswith("data_dir=")), None)
     data = data or example.ensure_example()
     regions = {lam: [row for seed in args.seeds
                      for row in edge_split(out / f"lambda_{lam:g}_seed_{seed}", data, args.views).values()]
