@@ -62,6 +62,17 @@ def _seen_points(view: View, points: torch.Tensor) -> tuple[torch.Tensor, torch.
     return sample(view.prior, uv[valid]), z[valid], uv[valid]
 
 
+def supported_depths(view: View, points: torch.Tensor, margin: float = 0.5) -> tuple[float, float] | None:
+    """The z-depth range ``(near, far)`` where ``view``'s alignment interpolates between the sparse points it sees
+    rather than extrapolating from them: their 2nd to 98th percentile depth, widened by ``margin`` (relative) on
+    each side; None when it sees fewer than ``MIN_POINTS``."""
+    z = _seen_points(view, points)[1]
+    if len(z) < MIN_POINTS:
+        return None
+    near, far = torch.quantile(z.double(), torch.tensor([0.02, 0.98], dtype=torch.float64)).tolist()
+    return near * (1 - margin), far * (1 + margin)
+
+
 def median_mad_fit(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float] | None:
     """``scale, offset`` with ``y ~ scale*x + offset`` by matching medians and mean absolute deviations
     (1-D values); ``None`` with ``MIN_POINTS`` or fewer values or a flat ``y``."""

@@ -131,7 +131,8 @@ def prior_points(scene: Scene, fits: dict[str, alignment.Alignment], per_view: i
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Coloured points ``[m, 3]``, ``[m, 3]`` back-projected from each training view's prior mapped by its
     ``fits[key] = (scale, offset)`` onto the sparse points' inverse depth (relative priors) or depth (metric
-    priors); views without a fit add none."""
+    priors), only at depths the view's sparse points span (:func:`s3dgs.alignment.supported_depths`: a fit to
+    points on one object says little about a background far behind it); views without a fit add none."""
     pts, rgb = [torch.zeros(0, 3)], [torch.zeros(0, 3)]
     for v in scene.train:
         if v.key not in fits:
@@ -140,6 +141,9 @@ def prior_points(scene: Scene, fits: dict[str, alignment.Alignment], per_view: i
         q = scale * v.prior + offset
         depth = 1.0 / q.clamp_min(1e-12) if scene.prior_kind == "inverse_depth" else q
         ok = v.prior_valid & (q > 0) & (True if v.mask is None else v.mask)
+        supported = alignment.supported_depths(v, scene.points)
+        if supported is not None:
+            ok &= (depth >= supported[0]) & (depth <= supported[1])
         p, c = backproject(depth, ok, v.image, v.K, v.camtoworld, per_view, generator)
         pts.append(p)
         rgb.append(c)

@@ -227,3 +227,24 @@ def test_prior_points_stay_within_the_devices_cap(example_dir):
     assert len(capped) == sfm + 50 * n_views
     assert torch.equal(capped[:sfm], scene.points)  # the measured points are all kept
     assert len(initial_points(scene, cfg, scene.extent(), gen(), max_points=sfm // 2)[0]) == sfm
+
+
+def test_prior_points_stay_within_the_depths_the_sparse_points_span():
+    """A view whose sparse points all lie on a near object (depth 2-2.4) learns nothing from them about the
+    background far behind it (depth 8): its prior adds points on the object only, none in the background."""
+    from s3dgs.data.scene import Scene, View
+    from s3dgs.init import prior_points
+    K = torch.tensor([[40.0, 0, 20], [0, 40.0, 20], [0, 0, 1]])
+    depth = torch.full((40, 40), 8.0)
+    depth[10:30, 10:30] = torch.linspace(2.0, 2.4, 20)[None, :]  # a slanted object in front of a wall
+    v = torch.arange(40.0)[:, None].expand(40, 40)
+    u = torch.arange(40.0)[None, :].expand(40, 40)
+    on_object = depth < 3
+    z = depth[on_object]
+    sparse = torch.stack([(u[on_object] + 0.5 - 20) / 40 * z, (v[on_object] + 0.5 - 20) / 40 * z, z], -1)[::8]
+    view = View("v", "v", torch.rand(40, 40, 3), K, torch.eye(4), prior=1.0 / depth,
+                prior_valid=torch.ones(40, 40, dtype=torch.bool))
+    scene = Scene([view], [], sparse, torch.rand(len(sparse), 3), "colmap", prior_kind="inverse_depth")
+    pts, _ = prior_points(scene, {"v": (1.0, 0.0)}, 1000, torch.Generator().manual_seed(0))
+    assert len(pts) >= 300  # the object's 400 pixels, less its snapped-away edge
+    assert pts[:, 2].max() < 2.5 and pts[:, 2].min() > 1.9
