@@ -132,7 +132,8 @@ def prior_points(scene: Scene, fits: dict[str, alignment.Alignment], per_view: i
     """Coloured points ``[m, 3]``, ``[m, 3]`` back-projected from each training view's prior mapped by its
     ``fits[key] = (scale, offset)`` onto the sparse points' inverse depth (relative priors) or depth (metric
     priors), only at depths the view's sparse points span (:func:`s3dgs.alignment.supported_depths`: a fit to
-    points on one object says little about a background far behind it); views without a fit add none."""
+    points on one object says little about a background far behind it; no limit for a view that sees too few
+    points to tell, e.g. one aligned per sequence); views without a fit add none."""
     pts, rgb = [torch.zeros(0, 3)], [torch.zeros(0, 3)]
     for v in scene.train:
         if v.key not in fits:
