@@ -243,9 +243,11 @@ def field_nodes(inliers: int, max_nodes: int, points_per_node: int) -> int:
 Alignment = tuple[float, float] | ScaleField  # (scale, offset) or a field: prior -> the points' (inverse) depth
 
 
-def alignment_maps(fit: Alignment, height: int, width: int) -> tuple[float | torch.Tensor, float | torch.Tensor]:
-    """``(scale, offset)`` of ``fit`` for an image ``height x width``: two numbers, or ``[H, W]`` maps for a field."""
-    return fit.maps(height, width) if isinstance(fit, ScaleField) else fit
+def alignment_maps(fit: Alignment, height: int, width: int, device: torch.device | str = "cpu"
+                   ) -> tuple[float | torch.Tensor, float | torch.Tensor]:
+    """``(scale, offset)`` of ``fit`` for an image ``height x width``: two numbers, or ``[H, W]`` maps on
+    ``device`` for a field."""
+    return fit.maps(height, width, device) if isinstance(fit, ScaleField) else fit
 
 
 def field_or_line(view: View, prior_values: torch.Tensor, target: torch.Tensor, uv: torch.Tensor,

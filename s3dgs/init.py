@@ -103,9 +103,9 @@ def snap_to_surfaces(depth: torch.Tensor, threshold: float) -> torch.Tensor:
     for dy in range(3):
         for dx in range(3):
             neighbour = surface[dy:dy + h, dx:dx + w]
-            closer = (neighbour - depth).abs() < gap  # False where the neighbour is NaN
-            best = torch.where(closer, neighbour, best)
-            gap = torch.where(closer, (neighbour - depth).abs(), gap)
+            dist = (neighbour - depth).abs()
+            closer = dist < gap  # False where the neighbour is NaN
+            best, gap = torch.where(closer, neighbour, best), torch.where(closer, dist, gap)
     return torch.where(between, best, depth)
 
 

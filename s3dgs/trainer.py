@@ -244,8 +244,8 @@ class Trainer:
         robust = ({"robust_c": dl.robust_c, "grad_weight": dl.grad_weight, "quant_step": view.prior_step}
                   if dl.name == "anchored" else {})
         align = self.depth_align.get(view.key)
-        if isinstance(align, alignment.ScaleField):
-            align = align.maps(view.height, view.width, dev)
+        if align is not None:
+            align = alignment.alignment_maps(align, view.height, view.width, dev)
         return depth_loss(dl.name, r, view.prior.to(dev), mask, align, **robust)
 
     def target(self, view: View, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
