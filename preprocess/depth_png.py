@@ -35,6 +35,7 @@ LOCK_NAME = ".depth_meta.json.lock"
 FORMAT = "s3dgs-depth-png/1"
 VALUE_KINDS = ("inverse_depth", "depth")
 MAX16 = 65535
+NODATA = 0  # the 16-bit level of pixels without a value, in maps whose meta entry has "nodata"
 
 
 class DepthFileError(ValueError):
@@ -60,6 +61,19 @@ def quantize(values: np.ndarray, vmin: float | None = None, vmax: float | None =
         return np.zeros(x.shape, np.uint16), float(vmin), float(vmax)
     q = np.rint((np.where(finite, x, vmin) - vmin) / span * MAX16)
     return np.clip(q, 0, MAX16).astype(np.uint16), float(vmin), float(vmax)
+
+
+def quantize_with_holes(values: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Like :func:`quantize`, but level 0 is kept for the pixels without a value (NaN in ``values [H, W]``):
+    the finite values span levels 1..65535 of the map's own range, and the image's meta entry gets
+    ``"nodata": 0`` (:data:`NODATA`) so that :meth:`DepthMeta.to_float` decodes level 0 as NaN. Returns
+    ``(png, vmin, vmax)``; ``vmin`` is one level below the smallest value. ``values`` needs a finite value."""
+    x = np.asarray(values, dtype=np.float64)
+    valid = np.isfinite(x)
+    lo, hi = float(x[valid].min()), float(x[valid].max())
+    png, vmin, vmax = quantize(np.where(valid, x, np.nan), lo - (hi - lo) / (MAX16 - 1), hi)
+    png[valid] = np.maximum(png[valid], 1)  # a constant map: all levels 0 from quantize, decoding to vmin == hi
+    return png, vmin, vmax
 
 
 def prior_keys(names: Sequence[str]) -> list[str]:
@@ -117,12 +131,27 @@ def read_depth_png(path: str | Path) -> np.ndarray:
     return img
 
 
+def write_confidence_png(path: str | Path, confidence: np.ndarray) -> None:
+    """Write a confidence map float ``[H, W]`` in [0, 1] (NaN: 0) as a 16-bit PNG ``v = c * 65535``,
+    atomically."""
+    c = np.nan_to_num(np.asarray(confidence, np.float64), nan=0.0)
+    write_depth_png(path, quantize(np.clip(c, 0.0, 1.0), 0.0, 1.0)[0])
+
+
+def read_confidence(path: str | Path) -> np.ndarray:
+    """Read a confidence PNG written by :func:`write_confidence_png` as float32 ``[H, W]`` in [0, 1]. Raises
+    :class:`DepthFileError`."""
+    return dequantize(read_depth_png(path), 0.0, 1.0)
+
+
 @dataclass
 class DepthMeta:
     """Contents of ``depth_meta.json``: what the 16-bit values in one folder mean.
 
     ``images`` maps an image's key (:func:`prior_keys`) to ``{"min": float, "max": float, "width": int, "height": int,
-    "source": file name}``; ``extra`` holds backend details (Space id, input size, quantisation note).
+    "source": file name}``, optionally ``"nodata": level`` (pixels at that level have no value: decoded as NaN)
+    and ``"confidence": path`` (its confidence map, relative to the folder: :func:`read_confidence`); ``extra``
+    holds backend details (Space id, input size, quantisation note).
     """
 
     backend: str
@@ -149,12 +178,15 @@ class DepthMeta:
         return None
 
     def to_float(self, key: str, png: np.ndarray) -> np.ndarray:
-        """Decode image ``key``'s uint16 map to float32 in the model's units."""
+        """Decode image ``key``'s uint16 map to float32 in the model's units; NaN where it has no value."""
         try:
             rec = self.images[key]
         except KeyError:
             raise DepthFileError(f"{META_NAME}: no entry for {key!r}; rerun preprocess.generate_depth") from None
-        return dequantize(png, rec["min"], rec["max"])
+        x = dequantize(png, rec["min"], rec["max"])
+        if rec.get("nodata") is not None:
+            x[png == rec["nodata"]] = np.nan
+        return x
 
     def save(self, folder: str | Path) -> None:
         """Write ``folder/depth_meta.json`` atomically; refuses entries :meth:`bad_range` rejects."""

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from preprocess.depth_png import META_NAME, MAX16, DepthFileError, DepthMeta, read_depth_png
+from preprocess.depth_png import META_NAME, MAX16, DepthFileError, DepthMeta, read_confidence, read_depth_png
 from preprocess.video_depth import ndjson
 
 
@@ -33,10 +33,12 @@ class Priors:
     problems: dict[str, str]  # image key -> why it has no prior ("missing", or the read error)
     steps: dict[str, float] = field(default_factory=dict)  # image key -> 16-bit quantisation step, prior's units
     normalization: str = "per_image"  # "per_sequence": one scale/shift relates every map to the truth
+    confidence: dict[str, np.ndarray] = field(default_factory=dict)  # image key -> float32 [h, w] in [0, 1]
 
 
 def load_priors(depth_dir: str | Path, keys: list[str]) -> Priors:
-    """Read the prior of every image key in ``keys``; missing or unreadable ones go to ``problems``."""
+    """Read the prior of every image key in ``keys``, and its confidence map where depth_meta.json names one;
+    missing or unreadable ones (prior or confidence) go to ``problems``."""
     depth_dir = Path(depth_dir)
     if not depth_dir.is_dir():
         raise DepthFileError(f"depth_dir {depth_dir}: not a folder; make priors with python -m preprocess.generate_depth "
@@ -45,22 +47,25 @@ def load_priors(depth_dir: str | Path, keys: list[str]) -> Priors:
         return load_ndjson_priors(depth_dir / ndjson.NDJSON_NAME, keys)
     meta = DepthMeta.load(depth_dir)
     kind = meta.kind if meta else "inverse_depth"
-    maps, problems, steps = {}, {}, {}
+    maps, problems, steps, confidence = {}, {}, {}, {}
     for key in keys:
         path = depth_dir / f"{key}.png"
         if not path.exists():
             problems[key] = f"no {key}.png"
             continue
+        rec = meta.images.get(key, {}) if meta else {"min": 0.0, "max": 1.0}
         try:
             png = read_depth_png(path)
             maps[key] = meta.to_float(key, png) if meta else png.astype(np.float32) / MAX16
+            if rec.get("confidence"):
+                confidence[key] = read_confidence(depth_dir / rec["confidence"])
         except DepthFileError as e:
+            maps.pop(key, None)
             problems[key] = str(e)
             continue
-        rec = meta.images[key] if meta else {"min": 0.0, "max": 1.0}
         steps[key] = float(rec["max"] - rec["min"]) / MAX16
     normalization = meta.extra.get("normalization", "per_image") if meta else "per_image"
-    return Priors(kind, maps, problems, steps, normalization)
+    return Priors(kind, maps, problems, steps, normalization, confidence)
 
 
 def frame_number(stem: str) -> int | None:

@@ -49,6 +49,7 @@ class View:
     remap: tuple[np.ndarray, np.ndarray] | None = None  # undistortion maps at training resolution
     alpha: torch.Tensor | None = None  # [H, W] float32 in [0, 1], the image's alpha channel; None = opaque
     prior_step: float = 0.0  # the prior's quantisation step (one 16-bit level) in its units; 0 = unknown
+    prior_confidence: torch.Tensor | None = None  # [H, W] float32 in [0, 1], the prior's per-pixel confidence
 
     @property
     def height(self) -> int:
@@ -214,9 +215,11 @@ def _load_view(frame: Frame, key: str, data_dir: Path, downscale: int, backgroun
                 frame.point_ids, remap, _tensor(alpha))
 
 
-def attach_prior(view: View, prior: np.ndarray, kind: str, step: float = 0.0) -> str | None:
+def attach_prior(view: View, prior: np.ndarray, kind: str, step: float = 0.0,
+                 confidence: np.ndarray | None = None) -> str | None:
     """Resize ``prior [h, w]`` to ``view``'s resolution (and undistort) and attach it, with its quantisation
-    ``step``; the reason if skipped.
+    ``step`` and its ``confidence [h, w]`` in [0, 1] (resampled like the prior, 0 where the prior is invalid);
+    the reason if skipped.
 
     Validity is decided at the prior's own resolution (finite, and positive for metric ``depth``), holes are
     filled with the nearest valid value before resampling (area average when shrinking, bilinear otherwise),
@@ -225,6 +228,8 @@ def attach_prior(view: View, prior: np.ndarray, kind: str, step: float = 0.0) ->
     h, w = prior.shape
     if abs(w / h - view.width / view.height) > 0.01:
         return f"prior is {w}x{h}, a different aspect ratio than the image ({view.width}x{view.height})"
+    if confidence is not None and confidence.shape != prior.shape:
+        return f"its confidence map is {confidence.shape[1]}x{confidence.shape[0]}, the prior {w}x{h}"
     prior = prior.astype(np.float32)
     ok = np.isfinite(prior) & ((prior > 0) if kind == "depth" else True)
     if not ok.any():
@@ -239,6 +244,9 @@ def attach_prior(view: View, prior: np.ndarray, kind: str, step: float = 0.0) ->
     view.prior = torch.from_numpy(np.where(valid, p, 0).astype(np.float32))
     view.prior_valid = torch.from_numpy(valid)
     view.prior_step = float(step)
+    if confidence is not None:
+        c = _remap(_resize(confidence.astype(np.float32), size, interp), view.remap, cv2.INTER_LINEAR)
+        view.prior_confidence = torch.from_numpy(np.where(valid, np.clip(c, 0, 1), 0).astype(np.float32))
     return None
 
 
@@ -283,7 +291,8 @@ def load_scene(data_dir: str | Path, kind: str = "auto", images_dir: str = "imag
         priors = load_priors(depth_dir, keys)
         prior_kind, normalization = priors.kind, priors.normalization
         problems = {v.key: priors.problems.get(v.key)
-                    or attach_prior(v, priors.maps[v.key], priors.kind, priors.steps[v.key]) for v in views}
+                    or attach_prior(v, priors.maps[v.key], priors.kind, priors.steps[v.key],
+                                    priors.confidence.get(v.key)) for v in views}
         problems = {key: why for key, why in problems.items() if why}
         if problems:
             log.warning("%d of %d views train without the depth term (no usable prior): %s", len(problems),
