@@ -24,22 +24,29 @@ class ImageReadError(ValueError):
     """One image that cannot be decoded; the run reports it and goes on."""
 
 
+def visible_files(folder: str | Path, what: str = "images", accepted: str = ", ".join(IMAGE_EXTENSIONS)
+                  ) -> list[Path]:
+    """Sorted files in ``folder`` and its subfolders, hidden files and folders skipped. Raises :class:`InputError`
+    if the folder is missing, not a folder, or empty (the message names ``what`` it should hold, ``accepted``)."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputError(f"{folder}: input folder does not exist; pass the folder that holds your {what}")
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder; pass the folder that holds your {what}")
+    entries = sorted(p for p in folder.rglob("*") if not any(part.startswith(".")
+                                                              for part in p.relative_to(folder).parts))
+    if not entries:
+        raise InputError(f"{folder}: input folder is empty; put your {what} ({accepted}) in it")
+    return [p for p in entries if p.is_file()]
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """Sorted image files in ``folder`` and its subfolders (extensions in :data:`IMAGE_EXTENSIONS`, any case;
     hidden files and folders skipped).
 
     Raises :class:`InputError` if the folder is missing, not a folder, empty, or holds no images.
     """
-    folder = Path(folder)
-    if not folder.exists():
-        raise InputError(f"{folder}: input folder does not exist; pass the folder that holds your images")
-    if not folder.is_dir():
-        raise InputError(f"{folder}: not a folder; pass the folder that holds your images")
-    entries = sorted(p for p in folder.rglob("*") if not any(part.startswith(".")
-                                                              for part in p.relative_to(folder).parts))
-    if not entries:
-        raise InputError(f"{folder}: input folder is empty; put your images ({', '.join(IMAGE_EXTENSIONS)}) in it")
-    images = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    images = [p for p in visible_files(folder) if p.suffix.lower() in IMAGE_EXTENSIONS]
     if not images:
         raise InputError(f"{folder}: no images found; accepted extensions (any case): {', '.join(IMAGE_EXTENSIONS)}")
     return images
