@@ -13,12 +13,16 @@ from tqdm import tqdm
 from preprocess.atomic_io import atomic_write_json
 from preprocess.video_to_scene import poses
 from preprocess.video_to_scene.frames import MIN_FRAMES, SceneError, sample_frames
+from preprocess.video_to_scene.manifest import STATE_DIR, Manifest, input_top_entry
 from preprocess.video_to_scene.priors import make_priors
 from preprocess.video_to_scene.report import REPORT_NAME, build_report, summary_lines
 from preprocess.video_to_scene.stages import Stages
 
 STAGES = ["frames", "features", "matches", "mapping", "dataset", "depth"]
 FRAMES_DIR, COLMAP_DIR = "frames", "colmap"
+# the OUT_DIR entries each stage writes (matches and mapping write inside colmap/)
+OUTPUTS = {"frames": [FRAMES_DIR, "frames.json"], "features": [COLMAP_DIR],
+           "dataset": ["images", "sparse", poses.DATASET_TMP], "depth": ["depth"]}
 MIN_REGISTERED = 0.5   # below this fraction of frames registered the run fails with advice
 
 
@@ -52,6 +56,10 @@ def check_options(source: Path, out_dir: Path, o: Options) -> None:
         raise SceneError(f"{out_dir}: exists and is not a folder; choose another OUT_DIR")
     if source.is_dir() and out_dir.resolve() == source.resolve():
         raise SceneError(f"{out_dir}: OUT_DIR is the input folder; choose another OUT_DIR")
+    inside = input_top_entry(out_dir, source)
+    if inside in {STATE_DIR, REPORT_NAME, *(name for names in OUTPUTS.values() for name in names)}:
+        raise SceneError(f"{source}: INPUT is inside OUT_DIR where video_to_scene writes {inside}; move it out "
+                         f"of {out_dir} (or into another folder of it, e.g. {out_dir / 'input'}) and pass that")
     if o.camera_model not in poses.CAMERA_MODELS:
         raise SceneError(f"--camera-model {o.camera_model}: the trainer reads {', '.join(poses.CAMERA_MODELS)}")
     if o.max_frames < MIN_FRAMES or o.overlap < 1 or o.loop_every < 0:
@@ -76,11 +84,11 @@ def video_to_scene(source: str | Path, out_dir: str | Path, options: Options = O
     :class:`~preprocess.video_depth.frames.VideoReadError` and the depth backends' errors."""
     source, out_dir, o = Path(source).expanduser(), Path(out_dir).expanduser(), options
     check_options(source, out_dir, o)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest.open(out_dir, source)
     frames_dir, colmap_dir = out_dir / FRAMES_DIR, out_dir / COLMAP_DIR
     stat = source.stat()
-    stages = Stages(out_dir, STAGES, summary=out_dir / REPORT_NAME,
-                    outputs={"dataset": [out_dir / "images", out_dir / "sparse"], "depth": [out_dir / "depth"]})
+    stages = Stages(manifest, STAGES, summary=out_dir / REPORT_NAME,
+                    outputs={stage: [out_dir / name for name in names] for stage, names in OUTPUTS.items()})
 
     fps = 2.0 if o.fps is None and not source.is_dir() else o.fps
 
@@ -144,6 +152,7 @@ def video_to_scene(source: str | Path, out_dir: str | Path, options: Options = O
                                                      fresh, o.quiet, device=o.device, input_size=o.input_size,
                                                      checkpoint_root=o.checkpoint_root))
     report = build_report(out_dir, frames, stats, dataset["camera"], depth, stages.report, asdict(o))
+    manifest.claim(out_dir / REPORT_NAME)
     atomic_write_json(out_dir / REPORT_NAME, report)
     if not o.quiet:
         print("\n".join(summary_lines(report)))

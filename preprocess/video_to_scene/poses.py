@@ -22,6 +22,7 @@ PAIR_STEPS = 20             # matching calls (progress steps) per stage; fewer, 
 PAIR_CHUNK_MIN = 64
 # models the trainer reads (s3dgs/data/frames.py)
 CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV", "OPENCV_FISHEYE")
+DATASET_TMP = ".tmp-dataset"  # write_dataset builds the dataset here, beside its target
 
 
 def import_pycolmap():
@@ -155,7 +156,7 @@ def write_dataset(model_dir: Path, frames_dir: Path, out_dir: Path, undistort: b
     (hard links when possible) with the model's camera. Built beside the target, then moved in; ``sparse``
     last, so a half-moved dataset has no model."""
     pycolmap = import_pycolmap()
-    tmp = out_dir / ".tmp-dataset"
+    tmp = out_dir / DATASET_TMP
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     model = pycolmap.Reconstruction(model_dir)

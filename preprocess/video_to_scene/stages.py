@@ -4,20 +4,20 @@ The marker is written atomically after the stage's outputs, with the settings th
 result and its seconds. A rerun skips a stage whose marker holds the same settings; a stage whose marker
 is missing (killed) or holds other settings runs again, and so does every stage after it (their markers
 and outputs are deleted before it starts, so a killed run never leaves a later stage looking finished).
+A stage claims its outputs in the :class:`~preprocess.video_to_scene.manifest.Manifest` before it runs, and
+only claimed outputs are ever deleted.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from preprocess.atomic_io import atomic_write_json
-
-MARKER_DIR = ".video_to_scene"
+from preprocess.video_to_scene.manifest import STATE_DIR, Manifest
 
 
 class Stages:
@@ -26,12 +26,13 @@ class Stages:
     ``seconds``: wall clock of this call (0 when skipped); ``cpu_seconds``: CPU time of this process, all threads
     (what the stage costs whatever else shares the cores); ``ran_seconds``: wall clock when the stage ran."""
 
-    def __init__(self, out_dir: Path, order: list[str], outputs: dict[str, list[Path]] | None = None,
+    def __init__(self, manifest: Manifest, order: list[str], outputs: dict[str, list[Path]] | None = None,
                  summary: Path | None = None):
-        self.dir = out_dir / MARKER_DIR
+        self.manifest = manifest
+        self.dir = manifest.out_dir / STATE_DIR
         self.order = order
-        self.outputs = outputs or {}  # stage -> files/folders it writes: deleted when an earlier stage runs
-        self.summary = summary  # deleted when a stage runs: it describes the finished run only
+        self.outputs = outputs or {}  # stage -> OUT_DIR entries it writes: claimed before it runs, deleted when
+        self.summary = summary        # an earlier stage runs; the summary is deleted when any stage runs
         self.redone = False   # True once a stage ran in this call: every later stage runs too
         self.report: dict[str, dict[str, Any]] = {}
 
@@ -56,13 +57,15 @@ class Stages:
                                  "cpu_seconds": 0.0}
             return old["result"]
         fresh = self.redone or old is not None
+        for path in self.outputs.get(name, []):
+            self.manifest.claim(path)
         for later in self.order[self.order.index(name):]:
             self.marker(later).unlink(missing_ok=True)
             if later != name:  # outputs of later stages came from this stage's old outputs
                 for path in self.outputs.get(later, []):
-                    shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+                    self.manifest.remove(path)
         if self.summary is not None:
-            self.summary.unlink(missing_ok=True)
+            self.manifest.remove(self.summary)
         self.redone = True
         start, cpu_start = time.perf_counter(), time.process_time()
         result = fn(fresh)

@@ -145,3 +145,48 @@ def test_frames_that_do_not_register_fail_with_advice(tmp_path, module_env):
     line = one_error_line(proc)
     assert str(folder) in line and "film slower" in line
     assert not (tmp_path / "out" / "sparse").exists() and not (tmp_path / "out" / "scene.json").exists()
+
+
+def write_photos(folder, n=4, seed=3) -> dict:
+    """``n`` small noise JPEGs in ``folder``; returns ``{path: bytes}`` to compare with afterwards."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        cv2.imwrite(str(folder / f"IMG_{i:04d}.jpg"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    return {p: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_photos_already_in_out_dir_images_are_refused_and_kept(tmp_path, module_env):
+    scene = tmp_path / "scene"
+    photos = write_photos(scene / "images")
+    proc = run_cli(module_env, scene / "images", scene)
+    assert proc.returncode == 2
+    line = one_error_line(proc)
+    assert f"{scene / 'images'}: INPUT is inside OUT_DIR where video_to_scene writes images; move it out" in line
+    assert {p: p.read_bytes() for p in sorted((scene / "images").iterdir())} == photos
+    assert sorted(p.name for p in scene.iterdir()) == ["images"]  # nothing else written either
+
+
+def test_an_existing_dataset_in_out_dir_is_refused_and_kept(tmp_path, module_env):
+    scene = tmp_path / "scene"
+    theirs = write_photos(scene / "images") | write_photos(scene / "depth", 2, seed=4)
+    write_photos(tmp_path / "shots")
+    proc = run_cli(module_env, tmp_path / "shots", scene)
+    assert proc.returncode == 2
+    assert f"{scene}: OUT_DIR holds files video_to_scene did not write (depth, images); choose a new or empty " \
+           "OUT_DIR, or move them out" in one_error_line(proc)
+    assert {p: p.read_bytes() for p in sorted([*(scene / "images").iterdir(), *(scene / "depth").iterdir()])} \
+        == theirs
+    assert sorted(p.name for p in scene.iterdir()) == ["depth", "images"]
+
+
+def test_an_input_folder_inside_out_dir_is_read_in_place_and_kept(tmp_path, module_env):
+    out = tmp_path / "out"
+    shots = write_photos(out / "shots")  # noise: read, features and matches made, then mapping fails
+    for _ in range(2):  # the rerun resumes in the same folder
+        proc = run_cli(module_env, out / "shots", out)
+        assert proc.returncode == 2 and "film slower" in one_error_line(proc)
+    assert {p: p.read_bytes() for p in sorted((out / "shots").iterdir())} == shots
+    assert len(list((out / "frames").iterdir())) == 4
+    assert set(json.loads((out / ".video_to_scene" / "manifest.json").read_text())["written"]) == \
+        {"frames", "frames.json", "colmap"}

@@ -9,6 +9,7 @@ import pytest
 
 from preprocess.video_to_scene import SceneError, poses
 from preprocess.video_to_scene.frames import bucket_length, sample_frames, sharpest_per_bucket, sharpness
+from preprocess.video_to_scene.manifest import Manifest
 from preprocess.video_to_scene.stages import Stages
 from preprocess.video_to_scene.testing import umeyama
 
@@ -48,8 +49,8 @@ def test_stage_markers_skip_finished_stages_and_a_killed_one_redoes_the_rest(tmp
     calls = []
 
     def run_all(settings_b="x", kill=None):
-        stages = Stages(tmp_path, ["a", "b", "c"], outputs={"b": [tmp_path / "b_out"], "c": [tmp_path / "c_out"]},
-                        summary=tmp_path / "summary.json")
+        stages = Stages(Manifest.open(tmp_path), ["a", "b", "c"],
+                        outputs={"b": [tmp_path / "b_out"], "c": [tmp_path / "c_out"]}, summary=tmp_path / "summary.json")
         for name in ("a", "b", "c"):
             def fn(fresh, name=name):
                 if name == kill:
@@ -61,6 +62,7 @@ def test_stage_markers_skip_finished_stages_and_a_killed_one_redoes_the_rest(tmp
 
     run_all()
     assert calls == [("a", False), ("b", True), ("c", True)]  # b and c follow a redone stage: never resumed
+    Manifest.open(tmp_path).claim(tmp_path / "summary.json")
     (tmp_path / "summary.json").write_text("{}")
     (tmp_path / "b_out").mkdir()
     (tmp_path / "c_out").mkdir()
@@ -124,3 +126,32 @@ def test_settings_that_would_do_nothing_or_cannot_work_are_errors(tmp_path, opti
     video.write_bytes(b"")
     with pytest.raises(SceneError, match=message):
         check_options(video, tmp_path / "out", Options(**options))
+
+
+def test_stages_never_delete_or_claim_an_entry_they_did_not_write(tmp_path):
+    def run_all(settings_b):
+        stages = Stages(Manifest.open(tmp_path), ["a", "b", "c"],
+                        outputs={"b": [tmp_path / "b_out"], "c": [tmp_path / "c_out"]})
+        for name in ("a", "b", "c"):
+            stages.run(name, {"s": settings_b if name == "b" else 1}, lambda fresh, name=name: name)
+
+    Stages(Manifest.open(tmp_path), ["a", "b", "c"]).run("a", {"s": 1}, lambda fresh: "a")
+    (tmp_path / "c_out").mkdir()  # someone else's folder where stage c would write: c has not run yet
+    (tmp_path / "c_out" / "theirs.txt").write_bytes(b"keep me")
+    with pytest.raises(SceneError, match=r"c_out: exists and video_to_scene did not write it; move it out"):
+        run_all("x")  # b runs (and would clean c's outputs up), then c refuses to claim c_out
+    assert (tmp_path / "c_out" / "theirs.txt").read_bytes() == b"keep me"
+    assert json.loads((tmp_path / ".video_to_scene" / "manifest.json").read_text()) == {"written": ["b_out"]}
+
+
+def test_out_dir_of_another_dataset_is_refused_and_an_input_inside_is_read_in_place(tmp_path):
+    out = tmp_path / "scene"
+    (out / "images").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(SceneError, match=r"scene: OUT_DIR holds files video_to_scene did not write "
+                                         r"\(images, notes\.txt\); choose a new or empty OUT_DIR"):
+        Manifest.open(out)
+    (out / "notes.txt").unlink()
+    manifest = Manifest.open(out, out / "images" / "a.jpg")  # the input's folder is the only entry: allowed
+    assert manifest.written == set() and not manifest.owns(out / "images")
+    assert sorted(p.name for p in out.iterdir()) == [".video_to_scene", "images"]
