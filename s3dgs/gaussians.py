@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from plyfile import PlyData, PlyParseError
 
 from preprocess.atomic_io import atomic_path
 
@@ -57,20 +58,15 @@ def save_ply(params: torch.nn.ParameterDict, path: str | Path) -> None:
 
 
 def load_ply(path: str | Path) -> dict[str, np.ndarray]:
-    """Read a 3DGS PLY written by :func:`save_ply` (or the reference implementation): property -> ``[N]``."""
-    raw = Path(path).read_bytes()
-    header = raw.find(b"end_header\n")
-    end = header + len(b"end_header\n")
-    lines = raw[:end].decode(errors="replace").splitlines() if header >= 0 else []
-    if lines[:2] != ["ply", "format binary_little_endian 1.0"]:
-        raise ValueError(f"{path}: not a binary little-endian PLY; pass the point_cloud.ply of a run or a 3DGS .ply")
-    n = int(next((ln.split()[2] for ln in lines if ln.startswith("element vertex")), 0))
-    names = [ln.split()[2] for ln in lines if ln.startswith("property float")]
-    if len(raw) - end < 4 * n * len(names):
-        raise ValueError(f"{path}: truncated ({len(raw) - end} bytes of data for {n} vertices x {len(names)} "
-                         "floats); write it again")
-    data = np.frombuffer(raw[end:], "<f4", count=n * len(names)).reshape(n, len(names))
-    return {name: data[:, i] for i, name in enumerate(names)}
+    """The vertex properties of a PLY, property -> float32 ``[N]``, read by plyfile by name: any property type
+    (``double``, ``uchar`` ...: converted by value) and any format (binary either endianness, ASCII).
+    Raises ``ValueError`` naming the file when it is not a readable PLY with vertices."""
+    try:
+        vertices = PlyData.read(str(path))["vertex"].data
+        return {name: np.asarray(vertices[name], dtype=np.float32) for name in vertices.dtype.names}
+    except (PlyParseError, KeyError, ValueError, TypeError, EOFError) as e:  # TypeError: a list property
+        raise ValueError(f"{path}: not a readable PLY with vertices ({str(e).strip() or type(e).__name__}); "
+                         "pass the point_cloud.ply of a run or a 3DGS .ply") from None
 
 
 def gaussians_from_ply(path: str | Path) -> dict[str, torch.Tensor]:
