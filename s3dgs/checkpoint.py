@@ -5,6 +5,8 @@ generator the run draws from (the training-view generator, torch's global CPU ge
 strategies use, CUDA's on CUDA, NumPy's, which gsplat samples with beyond 2^24 Gaussians), the rest of the
 current epoch's view order, and the facts a resumed config must share with it (:func:`run_facts`).
 Learning rates are not restored: they are the current config's (the means' a function of the step).
+Everything in it is a tensor or plain data (dicts, lists, numbers, strings), so it is read with
+``torch.load(weights_only=True)``: a file holding other Python objects is refused, never unpickled.
 
 Ctrl-C is handled by :func:`stop_at_step_boundary`: gsplat replaces the parameters one at a time while it
 densifies, so a checkpoint is only ever written between two steps.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import pickle
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -28,7 +31,7 @@ from preprocess.atomic_io import atomic_path
 from s3dgs.data.scene import View
 from s3dgs.errors import TrainError
 
-FORMAT = 2  # 1: no RNG states, no view order, no run facts (s3dgs before issue 13)
+FORMAT = 3  # 1: no RNG states, no view order, no run facts (before issue 13); 2: NumPy's state pickled (issue 20)
 
 
 @dataclass
@@ -57,8 +60,11 @@ def run_facts(cfg: DictConfig, train: list[View]) -> dict[str, Any]:
 
 
 def rng_states(device: torch.device) -> dict[str, Any]:
-    """The global generators' states: torch CPU, CUDA (on a CUDA ``device``) and NumPy."""
-    states: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+    """The global generators' states as tensors and numbers: torch CPU, CUDA (on a CUDA ``device``) and NumPy."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    states: dict[str, Any] = {"torch": torch.get_rng_state(),
+                              "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                                        "has_gauss": has_gauss, "cached_gaussian": cached}}
     if device.type == "cuda":
         states["cuda"] = torch.cuda.get_rng_state(device)
     return states
@@ -67,7 +73,9 @@ def rng_states(device: torch.device) -> dict[str, Any]:
 def set_rng_states(states: dict[str, Any], device: torch.device) -> None:
     """Restore :func:`rng_states` (CUDA's only when both runs are on CUDA)."""
     torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
+    n = states["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
     if device.type == "cuda" and "cuda" in states:
         torch.cuda.set_rng_state(states["cuda"], device)
 
@@ -86,9 +94,13 @@ def save_checkpoint(path: Path, st: State, facts: dict[str, Any], device: torch.
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """The content of ``path``; :class:`TrainError` when it cannot be read."""
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise TrainError(f"{path}: holds Python objects besides tensors and plain data (another program's file or an "
+                         "older s3dgs's), not loaded as that could run code; start a new run (resume=false)") from None
     except (OSError, RuntimeError, EOFError, ValueError) as e:
-        raise TrainError(f"{path}: not a readable checkpoint ({e}); delete it or set resume=false") from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TrainError(f"{path}: not a readable checkpoint ({reason}); delete it or set resume=false") from None
     if not isinstance(ck, dict) or "params" not in ck:
         raise TrainError(f"{path}: not a checkpoint of python -m s3dgs.train; delete it or set resume=false")
     return ck
