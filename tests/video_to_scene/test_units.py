@@ -49,8 +49,8 @@ def test_stage_markers_skip_finished_stages_and_a_killed_one_redoes_the_rest(tmp
     calls = []
 
     def run_all(settings_b="x", kill=None):
-        stages = Stages(Manifest.open(tmp_path), ["a", "b", "c"],
-                        outputs={"b": [tmp_path / "b_out"], "c": [tmp_path / "c_out"]}, summary=tmp_path / "summary.json")
+        stages = Stages(Manifest.open(tmp_path), ["a", "b", "c"], summary=tmp_path / "summary.json",
+                        outputs={"b": [tmp_path / "b_out"], "c": [tmp_path / "c_out"]})
         for name in ("a", "b", "c"):
             def fn(fresh, name=name):
                 if name == kill:
