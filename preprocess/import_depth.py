@@ -359,8 +359,15 @@ def _run(out: Path, header: DepthMeta, pending: list[Job], src_dir: Path, factor
             update_meta(out, header, entries)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments are one line (argparse prints the usage above it)."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m preprocess.import_depth",
         description="Import depth maps made elsewhere (Depth Pro, Marigold, MoGe, sensors, ...) as s3dgs depth "
                     f"priors: one 16-bit PNG per file plus depth_meta.json. Reads {accepted_kinds()} (any case). "

@@ -253,7 +253,8 @@ def test_cli_bad_arguments_are_one_line(tmp_path, repo_env):
     src = tmp_path / "src"
     src.mkdir()
     np.save(src / "a.npy", truth())
-    for args, text in ((["--kind", "depth", "--scale", "-1"], "error: --scale -1.0: must be a positive number"),
+    for args, text in ((["--scale", "1"], "error: the following arguments are required: --kind (see --help)"),
+                       (["--kind", "depth", "--scale", "-1"], "error: --scale -1.0: must be a positive number"),
                        (["--kind", "depth", "--images", str(tmp_path / "nope")],
                         f"error: {tmp_path / 'nope'}: input folder does not exist")):
         proc = subprocess.run([sys.executable, "-m", "preprocess.import_depth", str(src), str(tmp_path / "out"), *args],
