@@ -261,3 +261,27 @@ def test_cli_bad_arguments_are_one_line(tmp_path, repo_env):
                               capture_output=True, text=True, env=repo_env)
         assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [proc.stderr.strip()]
         assert proc.stderr.startswith(text)
+
+
+def test_ctrl_c_keeps_finished_entries_and_no_temp_file(tmp_path, monkeypatch):
+    from preprocess import import_depth as module
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    for i, key in enumerate("abc"):
+        np.save(src / f"{key}.npy", truth(i))
+    real = module.import_one
+
+    def stop_at_b(out_dir, job, *args):
+        if job.key == "b":
+            raise KeyboardInterrupt
+        return real(out_dir, job, *args)
+
+    monkeypatch.setattr(module, "import_one", stop_at_b)
+    with pytest.raises(KeyboardInterrupt):
+        import_depth(src, out, kind="depth", quiet=True)
+    assert list(DepthMeta.load(out).images) == ["a"] and sorted(p.name for p in out.iterdir()) == [
+        ".depth_meta.json.lock", "a.png", "depth_meta.json"]
+    monkeypatch.undo()
+    resumed = import_depth(src, out, kind="depth", quiet=True)
+    assert (resumed.done, resumed.skipped) == (2, 1)
