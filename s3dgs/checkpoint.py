@@ -8,14 +8,16 @@ Learning rates are not restored: they are the current config's (the means' a fun
 Everything in it is a tensor or plain data (dicts, lists, numbers, strings), so it is read with
 ``torch.load(weights_only=True)``: a file holding other Python objects is refused, never unpickled.
 
-Ctrl-C is handled by :func:`stop_at_step_boundary`: gsplat replaces the parameters one at a time while it
-densifies, so a checkpoint is only ever written between two steps.
+Ctrl-C and SIGTERM (Slurm preemption, ``scancel``, a time limit) are handled by :func:`stop_at_step_boundary`:
+gsplat replaces the parameters one at a time while it densifies, so a checkpoint is only ever written between
+two steps.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import pickle
 import signal
 import threading
@@ -139,28 +141,58 @@ def restore(st: State, ck: dict[str, Any], device: torch.device) -> None:
 
 
 class StopRequest:
-    """Set by the first Ctrl-C inside :func:`stop_at_step_boundary`; the loop reads it between steps."""
+    """Set by the first stop signal inside :func:`stop_at_step_boundary`; the loop reads it between steps."""
 
     requested: bool = False
+    signum: int | None = None  # the signal that asked
+
+
+class StopSignal(KeyboardInterrupt):
+    """The KeyboardInterrupt that leaves :func:`stop_at_step_boundary` after a stop signal: ``signum`` says which,
+    so the app exits with ``128 + signum`` (130 for Ctrl-C, 143 for SIGTERM), as a shell reports such a kill."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def submitit_signal() -> signal.Signals | None:
+    """The signal submitit requeues on (``SUBMITIT_PREEMPT_SIGNAL``, default USR2) when submitit has a handler on
+    it, i.e. this process is a submitit job (hydra-submitit-launcher); else None."""
+    sig = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), None)
+    return sig if sig is not None and callable(signal.getsignal(sig)) else None
 
 
 @contextlib.contextmanager
 def stop_at_step_boundary() -> Iterator[StopRequest]:
-    """Within the block the first SIGINT only sets ``requested`` (the loop stops and checkpoints at the next step
-    boundary); a second one raises KeyboardInterrupt at once. Outside the main thread (where Python cannot
-    take signals) or where SIGINT is ignored (a job started in the background) nothing changes."""
+    """Within the block the first SIGINT or SIGTERM only sets ``requested`` (the loop stops and checkpoints at the
+    next step boundary, then raises KeyboardInterrupt, leaving as :class:`StopSignal`); a second one raises
+    KeyboardInterrupt at once. In a submitit job its requeue signal is deferred the same way, then handed to
+    submitit's handler, which requeues the job and exits. Outside the main thread (where Python cannot take
+    signals) nothing changes, and an ignored signal (a job started in the background) stays ignored."""
     stop = StopRequest()
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    if threading.current_thread() is not threading.main_thread():
         yield stop
         return
+    requeue = submitit_signal()
+    caught = [s for s in (signal.SIGINT, signal.SIGTERM, requeue) if s is not None
+              and signal.getsignal(s) is not signal.SIG_IGN]
 
     def handler(signum, frame):
         if stop.requested:
             raise KeyboardInterrupt
-        stop.requested = True
+        stop.requested, stop.signum = True, signum
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {s: signal.signal(s, handler) for s in caught}
     try:
         yield stop
+    except KeyboardInterrupt:
+        if stop.signum is None:
+            raise
+        if stop.signum == requeue:
+            previous[requeue](requeue, None)  # submitit: requeue, then exit
+        raise StopSignal(stop.signum) from None
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, h in previous.items():
+            if h is not None:  # None: a handler set outside Python, which cannot be put back
+                signal.signal(s, h)

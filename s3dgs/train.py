@@ -10,6 +10,7 @@ Examples::
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -35,8 +36,8 @@ def main(cfg: DictConfig) -> float:
         log.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
+    except KeyboardInterrupt as e:  # a stop signal after ckpt.pt was written: 130 for Ctrl-C, 143 for SIGTERM
+        raise SystemExit(128 + getattr(e, "signum", signal.SIGINT)) from None
     return lookup(metrics, cfg.objective)
 
 
