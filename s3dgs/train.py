@@ -1,4 +1,5 @@
-"""``python -m s3dgs.train``: the Hydra app that trains 3DGS with a depth prior (configs in ``configs/``).
+"""``python -m s3dgs.train`` (``s3dgs-train``): the Hydra app that trains 3DGS with a depth prior (configs in
+``configs/``, installed as ``s3dgs.configs``).
 
 Examples::
 
@@ -19,6 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from preprocess.depth_png import DepthFileError
+from s3dgs.config_dir import config_path
 from s3dgs.data.frames import DataError
 from s3dgs.sweep import register_resolvers
 from s3dgs.trainer import TrainError, lookup, train
@@ -27,7 +29,7 @@ log = logging.getLogger("s3dgs.train")
 register_resolvers()
 
 
-@hydra.main(config_path="../configs", config_name="train", version_base="1.3")
+@hydra.main(config_path=config_path(), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     """Train; returns ``cfg.objective`` (e.g. test PSNR) for sweepers. Bad input: one line, exit status 1."""
     try:
