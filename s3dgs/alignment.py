@@ -3,7 +3,7 @@
 ``anchored`` fits, per image and once, a scale and shift of the prior onto the points in the prior's space
 (inverse depth for relative inverse-depth priors, depth for metric ones) robustly: RANSAC over 2-point
 samples, then least squares on the inliers; a view with too few points or inliers, or a non-positive
-scale, has no fit (the trainer falls back to ``ssi`` for it). With priors that share one scale and shift over
+scale, has no fit (:mod:`s3dgs.reliability` decides what that view's prior is worth). With priors that share one scale and shift over
 the sequence (a video depth model), :func:`sequence_alignment` makes one such fit to all views' points pooled.
 ``sparse`` follows the reference 3DGS implementation (utils/make_depth_scale.py): per image, the prior's
 values at the points seen in that image are matched to the points' inverse depth by median and mean
@@ -14,7 +14,6 @@ left out. ``l1`` uses one scene-to-metric factor for the whole scene.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -53,7 +52,7 @@ def sample(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(image[None, None], grid[None, None], align_corners=False, padding_mode="border")[0, 0, 0]
 
 
-def _seen_points(view: View, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def seen_points(view: View, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Prior values, z-depths and pixel coordinates of the sparse points seen in ``view`` (all points in its
     frustum when the dataset has no visibility tracks), on valid prior pixels."""
     pts = points[torch.as_tensor(view.point_ids)] if len(view.point_ids) else points
@@ -66,7 +65,7 @@ def supported_depths(view: View, points: torch.Tensor, margin: float = 0.5) -> t
     """The z-depth range ``(near, far)`` where ``view``'s alignment interpolates between the sparse points it sees
     rather than extrapolating from them: their 2nd to 98th percentile depth, widened by ``margin`` (relative) on
     each side; None when it sees fewer than ``MIN_POINTS``."""
-    z = _seen_points(view, points)[1]
+    z = seen_points(view, points)[1]
     if len(z) < MIN_POINTS:
         return None
     near, far = torch.quantile(z.double(), torch.tensor([0.02, 0.98], dtype=torch.float64)).tolist()
@@ -93,7 +92,7 @@ def sparse_alignments(views: list[View], points: torch.Tensor) -> dict[str, tupl
     for v in views:
         if v.prior is None or len(points) == 0:
             continue
-        pv, z, _ = _seen_points(v, points)
+        pv, z, _ = seen_points(v, points)
         fit = median_mad_fit(pv, 1.0 / z)
         if fit is not None and fit[0] > 0:
             fits[v.key] = fit
@@ -113,7 +112,7 @@ def metric_scale(views: list[View], points: torch.Tensor) -> float:
     ratios = []
     for v in views:
         if v.prior is not None and len(points):
-            pv, z, _ = _seen_points(v, points)
+            pv, z, _ = seen_points(v, points)
             ratios.append(pv / z)
     ratios = torch.cat(ratios) if ratios else torch.zeros(0)
     if len(ratios) <= MIN_POINTS:
@@ -167,8 +166,10 @@ def anchored_fit(prior_values: torch.Tensor, target: torch.Tensor, gen: torch.Ge
         return "no line with a positive scale through the points"
     scale, offset, inliers = fit
     n = int(inliers.sum())
-    if n < MIN_POINTS or n < min_inlier_ratio * m:
-        return f"fewer than {MIN_POINTS} or under {min_inlier_ratio:.0%} inliers"
+    if n < MIN_POINTS:
+        return f"{n} inliers, fewer than {MIN_POINTS}"
+    if n < min_inlier_ratio * m:
+        return f"inliers under {min_inlier_ratio:.0%} of the points"
     if not scale > 0:
         return "a non-positive scale"
     return scale, offset, inliers
@@ -274,7 +275,7 @@ def anchored_alignments(views: list[View], points: torch.Tensor, kind: str, seed
     """Per-view ``(scale, offset)`` mapping the prior onto the sparse points in the prior's space (``1/z`` for
     ``inverse_depth`` priors, ``z`` for metric ``depth`` ones), by :func:`anchored_fit` with one generator seeded
     with ``seed`` (deterministic), refined by :func:`field_or_line` (``max_nodes`` 1: never); and, for the views
-    with a prior but no reliable fit, why. Logs one warning with the count of those views and the reasons."""
+    with a prior but no reliable fit, why (:mod:`s3dgs.reliability` turns both into each view's verdict)."""
     gen = torch.Generator().manual_seed(seed)
     fits: dict[str, Alignment] = {}
     failed: dict[str, str] = {}
@@ -284,17 +285,13 @@ def anchored_alignments(views: list[View], points: torch.Tensor, kind: str, seed
         if len(points) == 0:
             failed[v.key] = "the dataset has no sparse points"
             continue
-        pv, z, uv = _seen_points(v, points)
+        pv, z, uv = seen_points(v, points)
         target = 1.0 / z if kind == "inverse_depth" else z
         fit = anchored_fit(pv, target, gen, threshold, min_inlier_ratio)
         if isinstance(fit, str):
             failed[v.key] = fit
             continue
         fits[v.key] = field_or_line(v, pv, target, uv, fit, max_nodes, points_per_node, smooth)
-    if failed:
-        why = ", ".join(f"{n} {reason}" for reason, n in Counter(failed.values()).most_common())
-        log.warning("depth_loss=anchored: %d of %d views with a prior have no reliable fit to the sparse points "
-                    "and use the per-view ssi fit instead (%s)", len(failed), len(failed) + len(fits), why)
     return fits, failed
 
 
@@ -309,7 +306,7 @@ def sequence_alignment(views: list[View], points: torch.Tensor, kind: str, seed:
     with the seeded generator); or why that fit is unreliable."""
     if len(points) == 0:
         return "the dataset has no sparse points"
-    seen = [_seen_points(v, points)[:2] for v in views if v.prior is not None]
+    seen = [seen_points(v, points)[:2] for v in views if v.prior is not None]
     if not seen:
         return "no view has a prior"
     pv, z = torch.cat([s[0] for s in seen]), torch.cat([s[1] for s in seen])
@@ -334,7 +331,7 @@ def sequence_alignments(views: list[View], points: torch.Tensor, kind: str, line
         if v.prior is None:
             continue
         fits[v.key] = line
-        pv, z, uv = _seen_points(v, points)
+        pv, z, uv = seen_points(v, points)
         if max_nodes < 2 or field_nodes(len(pv), max_nodes, points_per_node) < 2:
             continue
         target = 1.0 / z if kind == "inverse_depth" else z

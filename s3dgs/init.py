@@ -182,13 +182,13 @@ def carved_random_points(centre: torch.Tensor, half_size: float, n: int, views: 
 
 
 def initial_points(scene: Scene, cfg: DictConfig, extent: float, generator: torch.Generator,
-                   prior_fits: dict[str, alignment.Alignment] | None = None, max_points: int = 0
+                   prior_fits: dict[str, alignment.Alignment], max_points: int = 0
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Where the Gaussians start (``init`` config group): the sparse points, else random points in
     :func:`random_init_box` (inside the silhouettes of RGBA images); with ``from_priors`` (``auto``: when there
-    are depth priors) also ``prior_points`` per training view from the priors (fewer when that would take the
-    total over ``max_points``, 0 = no limit), aligned by ``prior_fits`` (the anchored loss's, when it has them;
-    else fitted here, :func:`s3dgs.alignment.anchored_alignments`). Returns points ``[N, 3]``, colours
+    are depth priors) also ``prior_points`` per training view whose prior is trusted, aligned by its
+    ``prior_fits[key]`` (the trainer's fits of the views whose priors agree with the sparse points; fewer points
+    per view when that would take the total over ``max_points``, 0 = no limit). Returns points ``[N, 3]``, colours
     ``[N, 3]`` and each point's scale factor ``[N]``: ``init.scale`` for measured points, ``init.random_scale``
     for random ones (their spacing says nothing about the surface: smaller Gaussians fit detail sooner)."""
     if len(scene.points):
@@ -209,15 +209,14 @@ def initial_points(scene: Scene, cfg: DictConfig, extent: float, generator: torc
         raise TrainError("init.from_priors=true but there are no depth priors; set depth_dir=... or "
                          "init.from_priors=auto")
     if cfg.from_priors is True or (cfg.from_priors == "auto" and scene.prior_kind is not None):
-        if prior_fits is None:
-            prior_fits = alignment.anchored_alignments(scene.train, scene.points, scene.prior_kind)[0]
         per_view, fitted = cfg.prior_points, sum(v.key in prior_fits for v in scene.train)
         if max_points and fitted and len(pts) + per_view * fitted > max_points:
             per_view = max(0, max_points - len(pts)) // fitted
             log.info("init.from_priors: %d points per view instead of %d, to stay within the %d Gaussians the "
                      "device allows (strategy.cap_max)", per_view, cfg.prior_points, max_points)
         extra, extra_rgb = prior_points(scene, prior_fits, per_view, generator)
-        log.info("init.from_priors: %d points from the depth priors added to %d", len(extra), len(pts))
+        log.info("init.from_priors: %d points from the priors of %d trusted views added to %d", len(extra), fitted,
+                 len(pts))
         pts, rgb = torch.cat([pts, extra]), torch.cat([rgb, extra_rgb])
         factor = torch.cat([factor, torch.full((len(extra),), float(cfg.scale))])
     return pts, rgb, factor

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from preprocess.atomic_io import atomic_write_json
-from s3dgs import alignment, checkpoint, example
+from s3dgs import alignment, checkpoint, example, reliability
 from s3dgs.checkpoint import State
 from s3dgs.data.scene import Scene, View, load_scene
 from s3dgs.errors import TrainError
@@ -75,22 +75,30 @@ class Trainer:
         self.strategy = make_strategy(cfg.strategy, cfg.steps, sum(v.width * v.height for v in self.scene.train),
                                       self.device)
         self.alignment_ran = "per_image"  # what _depth_alignment did: per_image, per_sequence or per_scene (l1)
-        self.depth_align = self._depth_alignment()
+        self.depth_align, self.trust, self.init_fits = self._depth_alignment()
+        self.trust_from_step = int(cfg.depth_loss.trust.warmup * cfg.steps)  # undecided views: the render decides
         self.sh_interval = scaled_steps(cfg.sh_degree_interval, cfg.steps)
 
-    def _depth_alignment(self) -> dict[str, alignment.Alignment]:
-        """Per-view alignment for the ``anchored`` / ``sparse`` / ``l1`` depth losses (``anchored``: only the views
-        with a reliable fit; the others use ``ssi``); checks the loss fits the prior kind, and that a depth folder
-        given with ``lambda_depth > 0`` holds a usable prior for some training image."""
+    def _depth_alignment(self) -> tuple[dict[str, alignment.Alignment], dict[str, reliability.Trust],
+                                        dict[str, alignment.Alignment]]:
+        """``(loss alignments, trust, initialisation fits)``: per-view alignment for the ``anchored`` / ``sparse`` /
+        ``l1`` depth losses (``anchored``: the views with a reliable fit); each view's
+        :class:`~s3dgs.reliability.Trust` in its prior as the sparse points judge it (``depth_loss.trust``); and
+        the anchor fits of the views they trust, which alone seed points from their priors. Checks the loss fits
+        the prior kind, and that a depth folder given with ``lambda_depth > 0`` holds a usable prior for some
+        training image. All empty without priors, or when neither the depth term nor the initialisation uses
+        them."""
         name, kind = self.cfg.depth_loss.name, self.scene.prior_kind
         self.alignment_ran = "per_scene" if name == "l1" else "per_image"
         mode = self.alignment_mode()
-        if self.cfg.lambda_depth <= 0 or kind is None:
+        if kind is None:
             if self.cfg.lambda_depth > 0:
                 log.warning("lambda_depth=%s but no depth priors (set depth_dir=...): training without the depth term",
                             self.cfg.lambda_depth)
-            return {}
-        if all(v.prior is None for v in self.scene.train):
+            return {}, {}, {}
+        if self.cfg.lambda_depth <= 0 and not self.init_uses_priors():
+            return {}, {}, {}
+        if self.cfg.lambda_depth > 0 and all(v.prior is None for v in self.scene.train):
             depth_dir = resolve_data(self.cfg)[1]
             key = self.scene.train[0].key
             if not any((depth_dir / f"{v.key}.png").exists() for v in self.scene.train):
@@ -105,42 +113,76 @@ class Trainer:
             raise TrainError(f"depth_dir {depth_dir}: none of the {len(self.scene.train)} training images has a usable "
                              "prior (see the warning above); regenerate them with python -m preprocess.generate_depth "
                              "or set lambda_depth=0")
+        fits, anchors, problems = self._loss_alignment(name, kind, mode)
+        trust = self._judge_priors(anchors, problems)
+        return fits, trust, {k: f for k, f in anchors.items() if k in trust and trust[k].state == "trusted"}
+
+    def _loss_alignment(self, name: str, kind: str, mode: str
+                        ) -> tuple[dict[str, alignment.Alignment], dict[str, alignment.Alignment], dict[str, str]]:
+        """``(the loss's per-view alignments, each view's anchor fit to the sparse points, why the others have
+        none)``: the anchor fits are the ``anchored`` loss's own, or made here for the other losses (one scale and
+        shift per view): they judge the priors and seed points from them."""
+        dl, train, points = self.cfg.depth_loss, self.scene.train, self.scene.points
         if name == "anchored":
-            dl = self.cfg.depth_loss
             if mode == "per_sequence":
-                fit = alignment.sequence_alignment(self.scene.train, self.scene.points, kind, self.cfg.seed,
-                                                   dl.inlier_threshold, dl.min_inlier_ratio)
+                fit = alignment.sequence_alignment(train, points, kind, self.cfg.seed, dl.inlier_threshold,
+                                                   dl.min_inlier_ratio)
                 if not isinstance(fit, str):
                     self.alignment_ran = "per_sequence"
                     log.info("depth_loss=anchored: one alignment for the sequence, scale %.4g offset %.4g", *fit)
-                    fits = alignment.sequence_alignments(self.scene.train, self.scene.points, kind, fit,
-                                                         self.cfg.seed, dl.inlier_threshold, dl.min_inlier_ratio,
-                                                         dl.scale_nodes, dl.points_per_node, dl.scale_smooth)
+                    fits = alignment.sequence_alignments(train, points, kind, fit, self.cfg.seed, dl.inlier_threshold,
+                                                         dl.min_inlier_ratio, dl.scale_nodes, dl.points_per_node,
+                                                         dl.scale_smooth)
                     own = sum(isinstance(f, alignment.ScaleField) for f in fits.values())
                     if own:
                         log.info("depth_loss=anchored: %d of %d views see enough sparse points for a scale field of "
                                  "their own", own, len(fits))
-                    return fits
+                    return fits, fits, {}
                 log.warning("depth_loss.alignment=per_sequence: the pooled fit to the sparse points is unreliable "
                             "(%s); aligning each view on its own instead", fit)
-            return alignment.anchored_alignments(self.scene.train, self.scene.points, kind, self.cfg.seed,
-                                                 dl.inlier_threshold, dl.min_inlier_ratio, dl.scale_nodes,
-                                                 dl.points_per_node, dl.scale_smooth)[0]
+            fits, failed = alignment.anchored_alignments(train, points, kind, self.cfg.seed, dl.inlier_threshold,
+                                                         dl.min_inlier_ratio, dl.scale_nodes, dl.points_per_node,
+                                                         dl.scale_smooth)
+            return fits, fits, failed
+        anchors, failed = alignment.anchored_alignments(train, points, kind, self.cfg.seed)
         if name == "sparse":
             if kind != "inverse_depth":
                 raise TrainError("depth_loss=sparse aligns relative inverse-depth priors; these priors are metric "
                                  "depth: use depth_loss=anchored, l1 or ssi")
-            return alignment.sparse_alignments(self.scene.train, self.scene.points)
+            return alignment.sparse_alignments(train, points), anchors, failed
         if name == "l1":
             if kind != "depth":
                 raise TrainError("depth_loss=l1 needs metric priors (depth_meta.json kind 'depth'); these are relative "
                                  "inverse depth: use depth_loss=anchored (default), ssi or pearson")
-            k = alignment.metric_scale(self.scene.train, self.scene.points)
+            k = alignment.metric_scale(train, points)
             log.info("depth_loss=l1: %.4g metres per scene unit", k)
-            return {v.key: (k, 0.0) for v in self.scene.train}
+            return {v.key: (k, 0.0) for v in train}, anchors, failed
         if name not in ("ssi", "pearson"):
             raise TrainError(f"depth_loss.name={name!r}: use anchored, ssi, pearson, l1 or sparse")
-        return {}
+        return {}, anchors, failed
+
+    def _judge_priors(self, anchors: dict[str, alignment.Alignment], problems: dict[str, str]
+                      ) -> dict[str, reliability.Trust]:
+        """Each training view's :class:`~s3dgs.reliability.Trust` in its prior as the sparse points judge it
+        (``depth_loss.trust.mode=all``: every prior fully trusted), logged in one line."""
+        t, train = self.cfg.depth_loss.trust, self.scene.train
+        if t.mode == "all":
+            return {v.key: reliability.Trust(1.0, "trusted", "depth_loss.trust.mode=all") for v in train
+                    if v.prior is not None}
+        if t.mode != "measured":
+            raise TrainError(f"depth_loss.trust.mode={t.mode!r}: use measured or all")
+        trust = reliability.point_trusts(train, self.scene.points, self.scene.prior_kind, set(anchors), problems,
+                                         t.points_agree, t.points_reject)
+        pending = sum(x.state == "pending" for x in trust.values())
+        later = (f"; the render judges the {pending} pending at step {int(t.warmup * self.cfg.steps)}"
+                 if pending and self.cfg.lambda_depth > 0 else "")
+        log.info("depth prior, judged by the sparse points: %s%s", reliability.summary(trust), later)
+        return trust
+
+    def init_uses_priors(self) -> bool:
+        """Whether the initialisation back-projects priors (``init.from_priors`` true, or auto with priors)."""
+        f = self.cfg.init.from_priors
+        return f is True or (f == "auto" and self.scene.prior_kind is not None)
 
     def alignment_mode(self) -> str:
         """``depth_loss.alignment`` resolved: ``auto`` is ``per_sequence`` for the ``anchored`` loss on priors that
@@ -163,9 +205,8 @@ class Trainer:
     def init_state(self) -> State:
         cfg, scene = self.cfg, self.scene
         gen = torch.Generator().manual_seed(cfg.seed)
-        fits = self.depth_align if cfg.depth_loss.name == "anchored" and self.depth_align else None
         cap = gaussian_budget(cfg.strategy.cap_max, 0, 0, self.device)  # the device's cap, not the pixel budget
-        pts, rgb, scale = initial_points(scene, cfg.init, self.extent, gen, fits, cap)
+        pts, rgb, scale = initial_points(scene, cfg.init, self.extent, gen, self.init_fits, cap)
         params = init_gaussians(pts, rgb, cfg.sh_degree, cfg.init.opacity, scale, gen).to(self.device)
         return self._state_for(params, gen)
 
@@ -232,21 +273,38 @@ class Trainer:
         """``lambda_depth`` at ``step``, decayed exponentially to ``decay x lambda_depth`` at the last step."""
         return self.cfg.lambda_depth * self.cfg.depth_loss.decay ** (step / self.cfg.steps)
 
-    def view_depth_loss(self, view: View, depth: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor | None:
-        if view.prior is None or self.scene.prior_kind is None:
+    def view_depth_loss(self, view: View, depth: torch.Tensor, alpha: torch.Tensor, step: int
+                        ) -> torch.Tensor | None:
+        """``view``'s depth loss for the rendered z-depth and alpha ``[H, W]`` at ``step``, times the weight its prior
+        has earned (:mod:`s3dgs.reliability`; a view the points left undecided is judged here by the render from
+        step ``trust_from_step`` on, and trains without the term until then); None without a weight."""
+        trust = self.trust.get(view.key)
+        if view.prior is None or trust is None or trust.state == "rejected":
             return None
-        dev = self.device
-        mask = view.prior_valid.to(dev) & (alpha > self.cfg.depth_loss.min_alpha)
+        undecided = trust.state in ("pending", "render")
+        if trust.state == "pending" and step < self.trust_from_step:
+            return None
+        dev, dl = self.device, self.cfg.depth_loss
+        mask = view.prior_valid.to(dev) & (alpha > dl.min_alpha)
         if view.mask is not None:
             mask &= view.mask.to(dev)
         r = to_prior_space(depth, self.scene.prior_kind, self.cfg.near_plane)
-        dl = self.cfg.depth_loss
+        prior = view.prior.to(dev)
+        if undecided:
+            rho = reliability.render_agreement(r, prior, mask)
+            trust = self.trust[view.key] = reliability.render_verdict(trust, rho, step, dl.trust.render_reject,
+                                                                      dl.trust.render_agree)
+            if trust.state == "rejected":
+                log.info("depth prior of %s rejected at step %d: %s (%.2f)", view.key, step, trust.why, rho)
+        if trust.weight <= 0:
+            return None
         robust = ({"robust_c": dl.robust_c, "grad_weight": dl.grad_weight, "quant_step": view.prior_step}
                   if dl.name == "anchored" else {})
         align = self.depth_align.get(view.key)
         if align is not None:
             align = alignment.alignment_maps(align, view.height, view.width, dev)
-        return depth_loss(dl.name, r, view.prior.to(dev), mask, align, **robust)
+        loss = depth_loss(dl.name, r, prior, mask, align, **robust)
+        return None if loss is None else trust.weight * loss
 
     def target(self, view: View, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Training image ``[1, H, W, 3]`` and the background ``[3]`` to render it on: the scene's, or with
@@ -272,7 +330,7 @@ class Trainer:
         rgb, depth, alpha, info = self.render(st.params, view, min(step // self.sh_interval, cfg.sh_degree), bg)
         self.strategy.step_pre_backward(st.params, st.optimizers, st.strategy_state, step, info)
         photo = photometric_loss(rgb, gt, mask, cfg.ssim_lambda)
-        dl = self.view_depth_loss(view, depth[0], alpha[0]) if use_depth else None
+        dl = self.view_depth_loss(view, depth[0], alpha[0], step) if use_depth else None
         dl = torch.zeros((), device=self.device) if dl is None else self.depth_weight(step) * dl
         loss = photo + dl + strategy_regulariser(self.strategy, st.params)
         loss.backward()
@@ -339,15 +397,27 @@ class Trainer:
         metrics: dict[str, Any] = evaluate_scene(lambda v: self.render(st.params, v, cfg.sh_degree)[:2],
                                                  self.scene, renders_dir)
         name = cfg.depth_loss.name
-        depth = {"loss": name, "alignment": self.alignment_ran,
+        used = cfg.lambda_depth > 0 and self.scene.prior_kind is not None
+        depth = {"loss": name if used else "none", "alignment": self.alignment_ran if used else "none",
                  "views_with_prior": sum(v.prior is not None for v in self.scene.train),
                  "views_anchored": len(self.depth_align) if name in ("anchored", "sparse") else 0,
                  "views_scale_field": sum(isinstance(f, alignment.ScaleField) for f in self.depth_align.values()),
-                 "train_views": len(self.scene.train)}
+                 "train_views": len(self.scene.train)} | self.trust_report()
         views = metrics.pop("views")  # last in metrics.json: the long per-view table
         return metrics | {"num_gaussians": len(st.params["means"]), "train_seconds": round(st.train_seconds, 2),
                           "steps": st.step, "lambda_depth": cfg.lambda_depth, "depth_loss": name, "depth": depth,
                           "num_train_views": len(self.scene.train), "device": str(self.device), "views": views}
+
+    def trust_report(self) -> dict[str, Any]:
+        """The priors' verdicts for metrics.json: views per state, the mean weight (over views with a prior), the
+        one-line summary and each view's :meth:`~s3dgs.reliability.Trust.as_dict`; empty when nothing judged them."""
+        if not self.trust:
+            return {}
+        states = {s: sum(t.state == s for t in self.trust.values()) for s in ("trusted", "render", "pending",
+                                                                               "rejected")}
+        mean = sum(t.weight for t in self.trust.values()) / len(self.trust)
+        return ({f"views_{s}": n for s, n in states.items()} | {"mean_weight": round(mean, 4),
+                "summary": reliability.summary(self.trust), "views": {k: t.as_dict() for k, t in self.trust.items()}})
 
     def write_outputs(self, st: State) -> dict[str, Any]:
         """Write ``point_cloud.ply`` and ``ckpt.pt`` first (a failing evaluation never loses the model), then
@@ -386,5 +456,11 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
              cfg.depth_loss.name)
     trainer.fit(st)
     metrics = trainer.write_outputs(st)
-    log.info("done: %s", {k: v for k, v in metrics.items() if k not in ("train", "views")})  # per view: metrics.json
+    log.info("done: %s", {k: v for k, v in metrics.items() if k not in ("train", "views", "depth")})
+    depth = metrics["depth"]
+    if depth["loss"] != "none" and depth.get("mean_weight", 1.0) < 0.5:
+        log.warning("the depth prior was mostly rejected (%s): this run trained almost without it; metrics.json "
+                    "depth.views says why per view", depth["summary"])
+    elif "summary" in depth:
+        log.info("depth prior: %s", depth["summary"])
     return metrics

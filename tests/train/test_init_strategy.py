@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from s3dgs import alignment
+
 from s3dgs.init import knn_rms_distance, random_init_box
 from s3dgs.render import rasterization
 from s3dgs.strategy import BudgetDefaultStrategy, CPUMCMCStrategy, relocation_torch
@@ -221,12 +223,15 @@ def test_prior_points_stay_within_the_devices_cap(example_dir):
                             "from_priors": "auto", "prior_points": 200})
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     sfm, n_views = len(scene.points), len(scene.train)
-    full = initial_points(scene, cfg, scene.extent(), gen())[0]
+    fits = alignment.anchored_alignments(scene.train, scene.points, scene.prior_kind)[0]
+    full = initial_points(scene, cfg, scene.extent(), gen(), fits)[0]
     assert len(full) == sfm + 200 * n_views
-    capped = initial_points(scene, cfg, scene.extent(), gen(), max_points=sfm + 50 * n_views)[0]
+    capped = initial_points(scene, cfg, scene.extent(), gen(), fits, max_points=sfm + 50 * n_views)[0]
     assert len(capped) == sfm + 50 * n_views
     assert torch.equal(capped[:sfm], scene.points)  # the measured points are all kept
-    assert len(initial_points(scene, cfg, scene.extent(), gen(), max_points=sfm // 2)[0]) == sfm
+    assert len(initial_points(scene, cfg, scene.extent(), gen(), fits, max_points=sfm // 2)[0]) == sfm
+    some = dict(list(fits.items())[:5])  # only the views given a fit (the trusted ones) add points
+    assert len(initial_points(scene, cfg, scene.extent(), gen(), some)[0]) == sfm + 200 * 5
 
 
 def test_prior_points_stay_within_the_depths_the_sparse_points_span():

@@ -119,8 +119,10 @@ def test_per_sequence_example_trains_with_one_alignment(run_train, tmp_path):
     assert meta["extra"]["normalization"] == "per_sequence"
     run_train(f"data_dir={scene}", "steps=3", "save_renders=false", f"hydra.run.dir={tmp_path / 'run'}")
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert m["depth"] == {"loss": "anchored", "alignment": "per_sequence", "views_with_prior": 21,
-                          "views_anchored": 21, "views_scale_field": 21, "train_views": 21}  # dense points: own fields
+    assert {k: m["depth"][k] for k in ("loss", "alignment", "views_with_prior", "views_anchored", "views_scale_field",
+                                       "train_views", "views_trusted")} == {
+        "loss": "anchored", "alignment": "per_sequence", "views_with_prior": 21, "views_anchored": 21,
+        "views_scale_field": 21, "train_views": 21, "views_trusted": 21}  # dense points: own fields
 
 
 def _write_ndjson(folder: Path, gt_dir: Path, first_frame: int = 0) -> Path:

@@ -14,8 +14,13 @@ def test_run_writes_every_output_then_resume_continues(run_train, example_dir, t
     run_train(f"data_dir={example_dir}", "steps=30", "save_every=20", f"hydra.run.dir={run_dir}")
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["steps"] == 30 and m["num_train_views"] == 21 and m["depth_loss"] == "anchored"
-    assert m["depth"] == {"loss": "anchored", "alignment": "per_image", "views_with_prior": 21, "views_anchored": 21,
-                          "views_scale_field": 21, "train_views": 21}
+    depth = m["depth"]
+    assert {k: depth[k] for k in ("loss", "alignment", "views_with_prior", "views_anchored", "views_scale_field",
+                                  "train_views", "views_trusted", "views_rejected", "mean_weight")} == {
+        "loss": "anchored", "alignment": "per_image", "views_with_prior": 21, "views_anchored": 21,
+        "views_scale_field": 21, "train_views": 21, "views_trusted": 21, "views_rejected": 0, "mean_weight": 1.0}
+    assert len(depth["views"]) == 21 and all(v["weight"] == 1.0 and v["points_rho"] > 0.85
+                                             for v in depth["views"].values())
     t = m["test"]
     assert t["num_views"] == 3
     assert 10 < t["psnr"] < 40 and 0 < t["ssim"] <= 1

@@ -28,7 +28,7 @@ def _first_losses(trainer, n=3):
     out = []
     for v in trainer.scene.train[:n]:
         _, depth, alpha, _ = trainer.render(st.params, v, 0)
-        out.append(trainer.view_depth_loss(v, depth[0].detach(), alpha[0].detach()))
+        out.append(trainer.view_depth_loss(v, depth[0].detach(), alpha[0].detach(), 0))
     return out
 
 
@@ -63,7 +63,7 @@ def test_metric_priors_with_l1(small_copy, tmp_path):
     assert all(x is not None and float(x) > 0 for x in _first_losses(t))
 
 
-def test_anchored_is_the_default_and_falls_back_to_ssi_without_points(example_dir, tmp_path, caplog):
+def test_anchored_is_the_default_and_waits_for_the_render_without_points(example_dir, tmp_path, caplog):
     t = Trainer(_cfg(f"data_dir={example_dir}"), tmp_path)
     assert t.cfg.depth_loss.name == "anchored"
     assert len(t.depth_align) == 21  # accurate points: all fit, with positive scales (maps)
@@ -76,20 +76,26 @@ def test_anchored_is_the_default_and_falls_back_to_ssi_without_points(example_di
     assert all(x is not None and 0 < float(x) < 2 for x in losses)
     st = t.init_state()
     depth = t.evaluate(st)["depth"]
-    assert depth == {"loss": "anchored", "alignment": "per_image", "views_with_prior": 21, "views_anchored": 21,
-                     "views_scale_field": 21, "train_views": 21}
-    # no sparse points: every view falls back to the on-the-fly ssi fit, counted in one warning
+    assert {k: depth[k] for k in ("loss", "alignment", "views_with_prior", "views_anchored", "views_scale_field",
+                                  "train_views", "views_trusted")} == {
+        "loss": "anchored", "alignment": "per_image", "views_with_prior": 21, "views_anchored": 21,
+        "views_scale_field": 21, "train_views": 21, "views_trusted": 21}
+    # no sparse points: every view waits for the render (no term before trust_from_step), then uses the ssi fit
+    # times the weight the render's agreement gives it; one log line, no warning
     t.scene.points = t.scene.points[:0]
     caplog.clear()
-    t.depth_align = t._depth_alignment()
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert t.depth_align == {} and len(warnings) == 1
-    assert "21 of 21 views" in warnings[0] and "21 the dataset has no sparse points" in warnings[0]
+    t.depth_align, t.trust, t.init_fits = t._depth_alignment()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert t.depth_align == {} and t.init_fits == {}
+    assert {x.state for x in t.trust.values()} == {"pending"}
+    assert {x.why for x in t.trust.values()} == {"the dataset has no sparse points"}
     v = t.scene.train[0]
-    _, d, alpha, _ = (x.detach() if torch.is_tensor(x) else x for x in t.render(st.params, v, 0))
-    mask = v.prior_valid & (alpha[0] > t.cfg.depth_loss.min_alpha)
-    ssi = depth_loss("ssi", to_prior_space(d[0], "inverse_depth", t.cfg.near_plane), v.prior, mask)
-    assert float(t.view_depth_loss(v, d[0], alpha[0])) == pytest.approx(float(ssi))
+    d, alpha = v.gt_depth.clone(), torch.ones(60, 80)  # a render with the true geometry
+    assert t.view_depth_loss(v, d, alpha, t.trust_from_step - 1) is None
+    mask = v.prior_valid & (alpha > t.cfg.depth_loss.min_alpha)
+    ssi = depth_loss("ssi", to_prior_space(d, "inverse_depth", t.cfg.near_plane), v.prior, mask)
+    assert float(t.view_depth_loss(v, d, alpha, t.trust_from_step)) == pytest.approx(float(ssi))
+    assert t.trust[v.key].state == "render" and t.trust[v.key].weight == 1.0
     assert t.evaluate(st)["depth"]["views_anchored"] == 0
 
 

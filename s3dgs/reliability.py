@@ -1,0 +1,187 @@
+"""How far each training view's depth prior is trusted: a weight in [0, 1] per view, measured, with the reason.
+
+A monocular network's prior can be wrong for a whole view (another scene, a constant or noise map, a model
+that misreads the scene), so its weight is earned, from two kinds of multi-view evidence, in this order:
+
+1. **The sparse points** (triangulated from several views). The rank correlation ``rho`` between the prior
+   and the (inverse) depth of the points the view sees, and the robust affine fit of the prior onto them
+   (:func:`s3dgs.alignment.anchored_fit`). With enough points they decide: ``rho >= points_agree`` with a fit
+   is ``trusted`` from the first step (the anchored loss, and points for the initialisation);
+   ``rho < points_reject``, or no fit despite a correlation, is ``rejected`` for the run.
+2. **The render**, for views the points cannot decide (too few points seen, a dataset without points, a
+   correlation between the two thresholds): the view is ``pending`` while the photometric loss alone
+   shapes the scene (``warmup`` of the run); then, each time the view is trained, the rank correlation
+   between the rendered disparity and the prior over the rendered surface sets the weight (a ramp from
+   ``render_reject`` to ``render_agree``). Afterwards the weight only goes down: a prior cannot earn
+   weight by pulling the render towards itself.
+
+Both are rank correlations given the image layout (:func:`rank_correlation`): they ignore any monotone map
+between prior and depth (the prior's unknown scale and shift, the curvature between depth and inverse
+depth) and what the position in the image alone explains (nearer at the bottom), which any prior of any
+scene would get right.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+
+from s3dgs.alignment import MIN_POINTS, seen_points
+from s3dgs.data.scene import View
+
+MAX_SAMPLES = 20000  # pixels a render agreement ranks (a regular subsample of the mask beyond this)
+
+
+@dataclass
+class Trust:
+    """One view's verdict on its prior: ``weight`` in [0, 1] multiplies its depth term; ``state`` is
+    ``trusted`` (by the sparse points), ``pending`` (until the render decides), ``render`` (decided by the
+    render) or ``rejected``; ``why`` says what was measured."""
+
+    weight: float
+    state: str
+    why: str  # the cause, without numbers (so views group by it); the numbers are the fields below
+    points_seen: int = 0  # sparse points the view sees on valid prior pixels
+    points_rho: float | None = None  # rank correlation with them, when there are enough
+    render_rho: float | None = None  # lowest rank correlation with the render measured so far
+    render_step: int | None = None  # the step of the first render measurement
+
+    def as_dict(self) -> dict[str, float | int | str | None]:
+        """The verdict for metrics.json (correlations rounded to 4 digits)."""
+        return {"weight": round(self.weight, 4), "state": self.state, "why": self.why, "points_seen": self.points_seen,
+                "points_rho": None if self.points_rho is None else round(self.points_rho, 4),
+                "render_rho": None if self.render_rho is None else round(self.render_rho, 4),
+                "render_step": self.render_step}
+
+
+def ranks(x: torch.Tensor) -> torch.Tensor:
+    """Average ranks ``[m]`` (float64, 0-based) of 1-D values ``x [m]``; tied values share their mean rank."""
+    x = x.detach().double()
+    order = torch.argsort(x)
+    r = torch.empty_like(x)
+    r[order] = torch.arange(len(x), dtype=torch.float64, device=x.device)
+    values, inverse = torch.unique(x, return_inverse=True)
+    if len(values) < len(x):  # ties: the mean rank of each group of equal values
+        sums = torch.zeros(len(values), dtype=torch.float64, device=x.device).index_add_(0, inverse, r)
+        counts = torch.bincount(inverse, minlength=len(values)).double()
+        r = (sums / counts)[inverse]
+    return r
+
+
+def rank_correlation(x: torch.Tensor, y: torch.Tensor, uv: torch.Tensor | None = None) -> float:
+    """Spearman's rank correlation of 1-D values ``x, y [m]``; 0 when either is constant or ``m < 4``.
+
+    With pixel coordinates ``uv [m, 2]``, the partial rank correlation given the image layout: each ranking's
+    least-squares plane in ``(u, v)`` is removed first. Most views of most scenes are nearer at the bottom
+    than at the top, so any prior of any scene correlates with any view's depth; what only a prior of *this*
+    view can do is order the depths that the image position alone does not explain."""
+    if len(x) < 4:
+        return 0.0
+    rx, ry = ranks(x), ranks(y)
+    if uv is None:
+        rx, ry = rx - rx.mean(), ry - ry.mean()
+    else:
+        uv = uv.double()
+        basis = torch.cat([torch.ones_like(rx)[:, None], (uv - uv.mean(0)) / uv.std(0).clamp_min(1e-12)], 1)
+        coef = torch.linalg.lstsq(basis, torch.stack([rx, ry], 1)).solution
+        rx, ry = (torch.stack([rx, ry], 1) - basis @ coef).unbind(1)
+    den = float(rx.norm() * ry.norm())
+    return float((rx * ry).sum()) / den if den > 1e-9 * len(x) ** 2 else 0.0
+
+
+def ramp(value: float, low: float, high: float) -> float:
+    """0 at or below ``low``, 1 at or above ``high``, linear between."""
+    return min(1.0, max(0.0, (value - low) / max(high - low, 1e-12)))
+
+
+def is_flat(prior: torch.Tensor, valid: torch.Tensor) -> bool:
+    """Whether the prior ``[H, W]`` takes (almost) one value over its ``valid [H, W]`` pixels (a constant map:
+    nothing to learn from)."""
+    p = prior[valid]
+    return len(p) == 0 or float(p.max() - p.min()) <= 1e-6 * max(float(p.abs().max()), 1e-12)
+
+
+def points_verdict(prior_values: torch.Tensor, target: torch.Tensor, uv: torch.Tensor, fitted: bool, min_points: int,
+                   agree: float, reject: float, fit_problem: str | None = None) -> Trust:
+    """The sparse points' verdict on one view's prior, from the prior's values ``[m]`` at the points it sees (at
+    pixel coordinates ``uv [m, 2]``), their ``target [m]`` (the points' inverse depth for inverse-depth priors,
+    depth for metric ones; compared by :func:`rank_correlation` given the image layout) and whether
+    the robust anchor fit succeeded (``fit_problem``: why not). Fewer than ``min_points`` points, or a
+    correlation between ``reject`` and ``agree``: ``pending`` (the render decides)."""
+    m = len(prior_values)
+    if m < min_points:
+        return Trust(0.0, "pending", f"fewer than {min_points} sparse points seen", m)
+    rho = rank_correlation(prior_values, target, uv)
+    if rho < reject:
+        return Trust(0.0, "rejected", f"rank agreement with the sparse points below {reject:g}", m, rho)
+    if not fitted:
+        return Trust(0.0, "rejected", f"no robust fit to the sparse points: {fit_problem}", m, rho)
+    if rho >= agree:
+        return Trust(1.0, "trusted", "agrees with the sparse points", m, rho)
+    return Trust(0.0, "pending", f"rank agreement with the sparse points between {reject:g} and {agree:g}", m, rho)
+
+
+def render_agreement(rendered: torch.Tensor, prior: torch.Tensor, mask: torch.Tensor) -> float:
+    """:func:`rank_correlation` given the image layout of a rendered map and the prior (both ``[H, W]``, the
+    prior's space) over ``mask [H, W]`` (a regular subsample of at most ``MAX_SAMPLES`` pixels); 0 over fewer
+    than 16 pixels."""
+    vu = mask.nonzero()
+    if len(vu) < 16:
+        return 0.0
+    vu = vu[::-(-len(vu) // MAX_SAMPLES)]
+    r, p = rendered.detach()[vu[:, 0], vu[:, 1]], prior[vu[:, 0], vu[:, 1]]
+    return rank_correlation(r, p, vu.flip(1).to(r.dtype) + 0.5)
+
+
+def render_verdict(trust: Trust, rho: float, step: int, reject: float, agree: float) -> Trust:
+    """``trust`` after one measurement ``rho`` of the render's agreement with the prior at ``step``: a ``pending``
+    view takes the ramp's weight; a decided one keeps the lower of its weight and the ramp's (weights only go
+    down). ``trusted`` views (decided by the points) are returned unchanged."""
+    if trust.state in ("trusted", "rejected"):
+        return trust
+    weight = ramp(rho, reject, agree)
+    if trust.state == "render":
+        weight = min(weight, trust.weight)
+    low = rho if trust.render_rho is None else min(rho, trust.render_rho)
+    first = step if trust.render_step is None else trust.render_step
+    if weight <= 0:
+        return Trust(0.0, "rejected", f"rank agreement with the render below {reject:g}", trust.points_seen,
+                     trust.points_rho, low, first)
+    why = "agrees with the render" if weight >= 1 else f"partly agrees with the render ({reject:g}-{agree:g})"
+    return Trust(weight, "render", why, trust.points_seen, trust.points_rho, low, first)
+
+
+def point_trusts(views: list[View], points: torch.Tensor, kind: str, fitted: set[str], problems: dict[str, str],
+                 agree: float, reject: float) -> dict[str, Trust]:
+    """Each view with a prior -> its :func:`points_verdict` (a constant prior is ``rejected`` outright; without
+    sparse points every view is ``pending``). ``fitted``: the keys with a robust anchor fit; ``problems``: why
+    the others have none. ``kind``: the prior's, which says whether it is compared with ``1/z`` or ``z``."""
+    trust: dict[str, Trust] = {}
+    for v in views:
+        if v.prior is None:
+            continue
+        if is_flat(v.prior, v.prior_valid):
+            trust[v.key] = Trust(0.0, "rejected", "the prior is constant")
+        elif len(points) == 0:
+            trust[v.key] = Trust(0.0, "pending", "the dataset has no sparse points")
+        else:
+            pv, z, uv = seen_points(v, points)
+            target = 1.0 / z if kind == "inverse_depth" else z
+            trust[v.key] = points_verdict(pv, target, uv, v.key in fitted, MIN_POINTS, agree, reject,
+                                          problems.get(v.key))
+    return trust
+
+
+def summary(trust: dict[str, Trust]) -> str:
+    """One line: how many views are in each state, the rejected ones' causes with their counts, the mean weight."""
+    states = Counter(t.state for t in trust.values())
+    parts = [f"{states[s]} {s}" for s in ("trusted", "render", "pending", "rejected") if states[s]]
+    causes = Counter(t.why for t in trust.values() if t.state == "rejected")
+    line = f"{', '.join(parts)} of {len(trust)} views with a prior"
+    if causes:
+        line += " (rejected: " + "; ".join(f"{n} {c}" for c, n in causes.most_common()) + ")"
+    mean = sum(t.weight for t in trust.values()) / max(len(trust), 1)
+    return f"{line}; mean weight {mean:.2f}"
+
