@@ -3,7 +3,8 @@
 A checkpoint holds the parameters, Adam's state, the densification strategy's state, every random number
 generator the run draws from (the training-view generator, torch's global CPU generator that gsplat's
 strategies use, CUDA's on CUDA, NumPy's, which gsplat samples with beyond 2^24 Gaussians), the rest of the
-current epoch's view order, and the facts a resumed config must share with it (:func:`run_facts`).
+current epoch's view order, each view's verdict on its prior (:class:`s3dgs.reliability.Trust`), and the
+facts a resumed config must share with it (:func:`run_facts`).
 Learning rates are not restored: they are the current config's (the means' a function of the step).
 Everything in it is a tensor or plain data (dicts, lists, numbers, strings), so it is read with
 ``torch.load(weights_only=True)``: a file holding other Python objects is refused, never unpickled.
@@ -21,7 +22,7 @@ import os
 import pickle
 import signal
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from preprocess.atomic_io import atomic_path
 from s3dgs.data.scene import View
 from s3dgs.errors import TrainError
+from s3dgs.reliability import Trust
 
 FORMAT = 3  # 1: no RNG states, no view order, no run facts (before issue 13); 2: NumPy's state pickled (issue 20)
 
@@ -47,6 +49,7 @@ class State:
     order_left: list[int] = field(default_factory=list)  # the current epoch's views still to train, popped from the end
     step: int = 0
     train_seconds: float = 0.0
+    trust: dict[str, Trust] = field(default_factory=dict)  # each view's verdict on its prior (changes in training)
 
 
 def run_facts(cfg: DictConfig, train: list[View]) -> dict[str, Any]:
@@ -90,7 +93,7 @@ def save_checkpoint(path: Path, st: State, facts: dict[str, Any], device: torch.
                     "optimizers": {k: o.state_dict() for k, o in st.optimizers.items()},
                     "strategy_state": {k: v.cpu() if torch.is_tensor(v) else v for k, v in st.strategy_state.items()},
                     "order": st.order.get_state(), "order_left": list(st.order_left),
-                    "rng": rng_states(device)}, tmp)
+                    "trust": {k: asdict(t) for k, t in st.trust.items()}, "rng": rng_states(device)}, tmp)
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
@@ -137,6 +140,8 @@ def restore(st: State, ck: dict[str, Any], device: torch.device) -> None:
     st.order.set_state(ck["order"])
     st.order_left = list(ck["order_left"])
     st.step, st.train_seconds = ck["step"], ck["train_seconds"]
+    st.trust.clear()  # in place: the trainer holds the same dict
+    st.trust.update({k: Trust(**t) for k, t in ck["trust"].items()})
     set_rng_states(ck["rng"], device)
 
 

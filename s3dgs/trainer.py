@@ -217,7 +217,7 @@ class Trainer:
             strategy_state = self.strategy.initialize_state(scene_scale=self.extent)
         else:
             strategy_state = self.strategy.initialize_state()
-        return State(params, optimizers, strategy_state, gen)
+        return State(params, optimizers, strategy_state, gen, trust=self.trust)
 
     def learning_rates(self, step: int) -> dict[str, float]:
         """Adam's learning rate per parameter at ``step`` (the config's; the means' decays, :meth:`means_lr`)."""
