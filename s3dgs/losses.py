@@ -78,24 +78,37 @@ def fit_affine(x: torch.Tensor, y: torch.Tensor, positive: bool = True) -> tuple
     return a.to(torch.float32), b.to(torch.float32)
 
 
-def ssi_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+Weight = torch.Tensor | None  # per-pixel confidence [H, W] in [0, 1] multiplying each pixel's term; None = 1
+
+
+def weighted_mean(values: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """``mean(weight * values)`` over 1-D ``values`` (a plain mean without weights): pixels of low confidence count
+    less, and a prior of low confidence everywhere pulls less than a confident one."""
+    return values.mean() if weight is None else (weight * values).mean()
+
+
+def ssi_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, weight: Weight = None) -> torch.Tensor:
     """Scale-and-shift-invariant L1: the render ``r`` fitted to the prior ``p`` per image (see module doc)."""
     r, pn = r[mask], normalize(p[mask])
     a, b = fit_affine(r, pn)
-    return (a * r + b - pn).abs().mean()
+    return weighted_mean((a * r + b - pn).abs(), None if weight is None else weight[mask])
 
 
-def pearson_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``1 - Pearson correlation`` of ``r`` and ``p`` over ``mask``."""
+def pearson_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, weight: Weight = None) -> torch.Tensor:
+    """``1 - Pearson correlation`` of ``r`` and ``p`` over ``mask`` (weighted by ``weight``: each pixel's share of the
+    covariance and variances)."""
     r, p = r[mask], p[mask]
-    rc, pc = r - r.mean(), p - p.mean()
-    return 1 - (rc * pc).sum() / (rc.norm() * pc.norm()).clamp_min(1e-12)
+    w = torch.ones_like(r) if weight is None else weight[mask]
+    rc, pc = r - (w * r).sum() / w.sum().clamp_min(1e-12), p - (w * p).sum() / w.sum().clamp_min(1e-12)
+    return 1 - (w * rc * pc).sum() / ((w * rc * rc).sum() * (w * pc * pc).sum()).sqrt().clamp_min(1e-12)
 
 
-def metric_l1_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scene_to_metric: float) -> torch.Tensor:
+def metric_l1_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scene_to_metric: float,
+                   weight: Weight = None) -> torch.Tensor:
     """Relative L1 ``mean|k*r - p| / mean(p)`` of rendered depth ``r`` (scene units) and metric prior ``p``."""
     p = p[mask]
-    return (scene_to_metric * r[mask] - p).abs().mean() / p.abs().mean().clamp_min(1e-12)
+    w = None if weight is None else weight[mask]
+    return weighted_mean((scene_to_metric * r[mask] - p).abs(), w) / p.abs().mean().clamp_min(1e-12)
 
 
 Scale = float | torch.Tensor  # one value, or a map [H, W] (a scale field, see s3dgs.alignment)
@@ -111,10 +124,12 @@ def aligned_residual(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scale
     return ((r - offset) / scale - p) / mad, mad
 
 
-def sparse_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scale: Scale, offset: Scale) -> torch.Tensor:
+def sparse_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scale: Scale, offset: Scale,
+                weight: Weight = None) -> torch.Tensor:
     """L1 between rendered disparity ``r`` and the prior aligned to the sparse points, ``scale*p + offset``,
     in the prior's normalised units (divided by ``scale`` x the prior's mean absolute deviation)."""
-    return aligned_residual(r, p, mask, scale, offset)[0][mask].abs().mean()
+    return weighted_mean(aligned_residual(r, p, mask, scale, offset)[0][mask].abs(),
+                         None if weight is None else weight[mask])
 
 
 def geman_mcclure(x: torch.Tensor, c: float) -> torch.Tensor:
@@ -124,7 +139,8 @@ def geman_mcclure(x: torch.Tensor, c: float) -> torch.Tensor:
 
 
 def anchored_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scale: Scale, offset: Scale,
-                  robust_c: float = 0.25, grad_weight: float = 0.5, quant_step: float = 0.0) -> torch.Tensor:
+                  robust_c: float = 0.25, grad_weight: float = 0.5, quant_step: float = 0.0,
+                  weight: Weight = None) -> torch.Tensor:
     """Robust loss between the render ``r [H, W]`` (prior space, scene units) and the prior ``p [H, W]`` aligned to
     the sparse points (``scale*p + offset``), over ``mask [H, W]``, in the prior's normalised units ``x``:
 
@@ -133,10 +149,11 @@ def anchored_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scale: S
     vertical neighbours that are both in ``mask`` (the difference of the two maps' finite-difference
     gradients, per pixel), ``h`` half the prior's quantisation step ``quant_step`` (prior units) in normalised
     units: a render within half a step of the prior everywhere costs nothing (its gradients then differ by at
-    most one step), so smooth surfaces need not follow the prior's 16-bit staircase."""
+    most one step), so smooth surfaces need not follow the prior's 16-bit staircase. With ``weight``, each
+    pixel's term (each neighbour pair's: the lower of the two) is multiplied by its confidence."""
     x, mad = aligned_residual(r, p, mask, scale, offset)
     h = 0.5 * quant_step / mad
-    value = geman_mcclure(torch.relu(x[mask].abs() - h), robust_c).mean()
+    value = weighted_mean(geman_mcclure(torch.relu(x[mask].abs() - h), robust_c), None if weight is None else weight[mask])
     if grad_weight <= 0:
         return value
     dx = [x[:, 1:] - x[:, :-1], x[1:] - x[:-1]]
@@ -144,29 +161,32 @@ def anchored_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scale: S
     grads = torch.cat([d[m] for d, m in zip(dx, pairs)])
     if len(grads) == 0:
         return value
-    return value + grad_weight * torch.relu(grads.abs() - 2 * h).mean()
+    pair_weight = None if weight is None else torch.cat(
+        [torch.minimum(a, b)[m] for a, b, m in zip((weight[:, 1:], weight[1:]), (weight[:, :-1], weight[:-1]), pairs)])
+    return value + grad_weight * weighted_mean(torch.relu(grads.abs() - 2 * h), pair_weight)
 
 
 def depth_loss(name: str, r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor,
                align: tuple[Scale, Scale] | None = None, robust_c: float = 0.25, grad_weight: float = 0.5,
-               quant_step: float = 0.0) -> torch.Tensor | None:
+               quant_step: float = 0.0, weight: Weight = None) -> torch.Tensor | None:
     """The depth loss ``name`` (``anchored``, ``ssi``, ``pearson``, ``l1``, ``sparse``); ``None`` when it does not
     apply to this image (fewer than 16 usable pixels, or no alignment for ``l1``/``sparse``). ``align``: ``(k, 0)``
     for ``l1``, ``(scale, offset)`` for ``sparse`` and ``anchored`` (``anchored`` without one is ``ssi``: the
     fallback of a view without a reliable fit). ``robust_c``, ``grad_weight``, ``quant_step``: see
-    :func:`anchored_loss`."""
+    :func:`anchored_loss`; ``weight``: the prior's per-pixel confidence ``[H, W]`` in [0, 1] (None: 1 everywhere)."""
     if int(mask.sum()) < MIN_PIXELS:
         return None
     if name == "ssi" or (name == "anchored" and align is None):
-        return ssi_loss(r, p, mask)
+        return ssi_loss(r, p, mask, weight)
     if name == "pearson":
-        return pearson_loss(r, p, mask)
+        return pearson_loss(r, p, mask, weight)
     if align is None:
         return None
     if name == "anchored":
-        return anchored_loss(r, p, mask, *align, robust_c=robust_c, grad_weight=grad_weight, quant_step=quant_step)
+        return anchored_loss(r, p, mask, *align, robust_c=robust_c, grad_weight=grad_weight, quant_step=quant_step,
+                             weight=weight)
     if name == "l1":
-        return metric_l1_loss(r, p, mask, align[0])
+        return metric_l1_loss(r, p, mask, align[0], weight)
     if name == "sparse":
-        return sparse_loss(r, p, mask, *align)
+        return sparse_loss(r, p, mask, *align, weight=weight)
     raise ValueError(f"depth_loss.name={name!r}: use anchored, ssi, pearson, l1 or sparse")

@@ -303,7 +303,8 @@ class Trainer:
         align = self.depth_align.get(view.key)
         if align is not None:
             align = alignment.alignment_maps(align, view.height, view.width, dev)
-        loss = depth_loss(dl.name, r, prior, mask, align, **robust)
+        confidence = None if view.prior_confidence is None else view.prior_confidence.to(dev)
+        loss = depth_loss(dl.name, r, prior, mask, align, **robust, weight=confidence)
         return None if loss is None else trust.weight * loss
 
     def target(self, view: View, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -268,3 +268,22 @@ def test_photometric_loss_masks_and_weights():
     assert float(photometric_loss(img, gt, mask)) == pytest.approx(0.0, abs=1e-6)
     l1 = float((img - gt).abs().mean())
     assert float(photometric_loss(img, gt, None, ssim_lambda=0.0)) == pytest.approx(l1, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["anchored", "ssi", "sparse", "l1", "pearson"])
+def test_confidence_weights_each_pixel(name):
+    """A confidence map multiplies each pixel's term: ones change nothing, a uniform 0.5 halves the loss (pearson:
+    a uniform weight changes nothing), and zero confidence where the render is wrong removes that error."""
+    gen = torch.Generator().manual_seed(0)
+    p = 1 + torch.rand(30, 40, generator=gen)
+    align = {"anchored": (2.0, -0.2), "sparse": (2.0, -0.2), "l1": (1.0, 0.0)}.get(name, (0.5, 0.1))
+    r = align[0] * p + align[1]  # the prior, aligned: exact ...
+    r[:, 20:] += torch.rand(30, 20, generator=gen)  # ... except on the right half
+    mask = torch.ones(30, 40, dtype=torch.bool)
+    plain = depth_loss(name, r, p, mask, align)
+    assert float(depth_loss(name, r, p, mask, align, weight=torch.ones(30, 40))) == pytest.approx(float(plain))
+    half = depth_loss(name, r, p, mask, align, weight=torch.full((30, 40), 0.5))
+    assert float(half) == pytest.approx(float(plain) * (1.0 if name == "pearson" else 0.5), rel=1e-5)
+    left = torch.zeros(30, 40)
+    left[:, :20] = 1
+    assert float(depth_loss(name, r, p, mask, align, weight=left)) < 0.5 * float(plain)
