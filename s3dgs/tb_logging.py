@@ -1,7 +1,9 @@
 """TensorBoard logging of a training run into ``RUN_DIR/tb/`` (``log.*`` in ``configs/train.yaml``).
 
 Every ``log.every`` steps: ``train/loss``, ``train/photometric``, ``train/depth`` (the weighted depth term),
-``train/psnr`` (of that step's view), ``train/num_gaussians``, ``train/sec_per_step`` and ``lr/<param>``.
+``train/psnr`` (of that step's view), ``train/num_gaussians``, ``train/sec_per_step``, ``lr/<param>``, and with
+priors ``depth/mean_weight`` and ``depth/views_<state>`` (their verdicts, :mod:`s3dgs.reliability`; each
+view's weight ``depth_weight/<key>`` at every evaluation).
 Every ``log.eval_every`` steps and at the last step: ``test/<metric>`` (the means of
 :func:`s3dgs.evaluate.view_metrics` over the test views, as in ``metrics.json``) and, for the first
 ``MAX_IMAGES`` test views, an image ``test_view/<key>``: render | ground truth | rendered depth | prior
@@ -75,6 +77,13 @@ class TensorBoardLog:
             w.add_scalar("train/sec_per_step", (time.perf_counter() - self.t0) / max(step - self.t0_step, 1), step)
             for name, opt in st.optimizers.items():
                 w.add_scalar(f"lr/{name}", opt.param_groups[0]["lr"], step)
+            if st.trust:
+                w.add_scalar("depth/mean_weight", sum(t.weight for t in st.trust.values()) / len(st.trust), step)
+                for state in ("trusted", "render", "pending", "rejected"):
+                    w.add_scalar(f"depth/views_{state}", sum(t.state == state for t in st.trust.values()), step)
+        if st.trust and ((self.eval_every and step % self.eval_every == 0) or last):
+            for key, t in st.trust.items():
+                self.writer.add_scalar(f"depth_weight/{key}", t.weight, step)
         t_eval = time.perf_counter()
         if self.trainer.scene.test and ((self.eval_every and step % self.eval_every == 0) or last):
             self.evaluate(st)

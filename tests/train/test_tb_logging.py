@@ -33,6 +33,10 @@ def test_scalars_and_test_images_at_their_steps_and_resume_continues(run_train, 
     lr = [e.value for e in ea.Scalars("lr/means")]
     assert lr[0] > lr[1] > lr[2] > 0  # exponential decay
     assert all(e.value > 0 for e in ea.Scalars("train/sec_per_step"))
+    assert [(e.step, e.value) for e in ea.Scalars("depth/mean_weight")] == [(2, 1.0), (4, 1.0), (6, 1.0)]
+    assert [e.value for e in ea.Scalars("depth/views_trusted")] == [21, 21, 21]
+    weights = [t for t in scalars if t.startswith("depth_weight/")]
+    assert len(weights) == 21 and [(e.step, e.value) for e in ea.Scalars("depth_weight/view_01")] == [(4, 1.0), (6, 1.0)]
     assert sorted(t for t in ea.Tags()["images"]) == ["test_view/view_00", "test_view/view_08", "test_view/view_16"]
     images = ea.Images("test_view/view_00")
     assert [(e.step, e.width, e.height) for e in images] == [(4, 320, 60), (6, 320, 60)]  # 4 panels of 80 x 60
