@@ -1,24 +1,25 @@
 """How far each training view's depth prior is trusted: a weight in [0, 1] per view, measured, with the reason.
 
 A monocular network's prior can be wrong for a whole view (another scene, a constant or noise map, a model
-that misreads the scene), so its weight is earned, from two kinds of multi-view evidence, in this order:
+that misreads the scene), so its weight is earned before training, from two kinds of multi-view evidence:
 
-1. **The sparse points** (triangulated from several views). The rank correlation ``rho`` between the prior
+1. **The sparse points** (triangulated from several views): the rank correlation ``rho`` between the prior
    and the (inverse) depth of the points the view sees, and the robust affine fit of the prior onto them
-   (:func:`s3dgs.alignment.anchored_fit`). With enough points they decide: ``rho >= points_agree`` with a fit
-   is ``trusted`` from the first step (the anchored loss, and points for the initialisation);
-   ``rho < points_reject``, or no fit despite a correlation, is ``rejected`` for the run.
-2. **The render**, for views the points cannot decide (too few points seen, a dataset without points, a
-   correlation between the two thresholds): the view is ``pending`` while the photometric loss alone
-   shapes the scene (``warmup`` of the run); then, each time the view is trained, the rank correlation
-   between the rendered disparity and the prior over the rendered surface sets the weight (a ramp from
-   ``render_reject`` to ``render_agree``). Afterwards the weight only goes down: a prior cannot earn
-   weight by pulling the render towards itself.
+   (:func:`s3dgs.alignment.anchored_fit`). ``rho < points_reject``, or no fit despite enough points, rejects
+   the prior for the run; ``rho >= points_agree`` with a fit trusts it. The rest are ``pending``: too few
+   points seen, a dataset without points, or a correlation in between (on real captures a poor network
+   reaches 0.6-0.75 on some views while correct priors over noisy points stay near 0.5: the points alone
+   cannot tell those apart).
+2. **The render of a probe** (:meth:`s3dgs.trainer.Trainer.probe_priors`): a short photometric-only run from
+   the sparse points; the rank correlation between its rendered disparity and each pending prior, over the
+   rendered surface, sets the weight (0 at ``render_reject``, 1 at ``render_agree``, linear between). The
+   probe never saw the priors, so a prior cannot earn weight by having pulled the render towards itself.
 
-Both are rank correlations given the image layout (:func:`rank_correlation`): they ignore any monotone map
-between prior and depth (the prior's unknown scale and shift, the curvature between depth and inverse
-depth) and what the position in the image alone explains (nearer at the bottom), which any prior of any
-scene would get right.
+A ``trusted`` prior (weight 1) also seeds points (the initialisation); a ``partial`` one only weights its
+depth term. Both correlations are taken given the image layout (:func:`rank_correlation`): they ignore any
+monotone map between prior and depth (the prior's unknown scale and shift, the curvature between depth and
+inverse depth) and what the position in the image alone explains (nearer at the bottom), which any prior of
+any scene would get right.
 """
 
 from __future__ import annotations
@@ -32,28 +33,27 @@ from s3dgs.alignment import MIN_POINTS, seen_points
 from s3dgs.data.scene import View
 
 MAX_SAMPLES = 20000  # pixels a render agreement ranks (a regular subsample of the mask beyond this)
+STATES = ("trusted", "partial", "pending", "rejected")
 
 
 @dataclass
 class Trust:
-    """One view's verdict on its prior: ``weight`` in [0, 1] multiplies its depth term; ``state`` is
-    ``trusted`` (by the sparse points), ``pending`` (until the render decides), ``render`` (decided by the
-    render) or ``rejected``; ``why`` says what was measured."""
+    """One view's verdict on its prior: ``weight`` in [0, 1] multiplies its depth term; ``state`` is ``trusted``
+    (weight 1: it also seeds points), ``partial``, ``rejected`` or ``pending`` (until the render judges it);
+    ``why`` says by what evidence."""
 
     weight: float
     state: str
     why: str  # the cause, without numbers (so views group by it); the numbers are the fields below
     points_seen: int = 0  # sparse points the view sees on valid prior pixels
     points_rho: float | None = None  # rank correlation with them, when there are enough
-    render_rho: float | None = None  # lowest rank correlation with the render measured so far
-    render_step: int | None = None  # the step of the first render measurement
+    render_rho: float | None = None  # rank correlation with the probe's render, when it judged the view
 
     def as_dict(self) -> dict[str, float | int | str | None]:
         """The verdict for metrics.json (correlations rounded to 4 digits)."""
         return {"weight": round(self.weight, 4), "state": self.state, "why": self.why, "points_seen": self.points_seen,
                 "points_rho": None if self.points_rho is None else round(self.points_rho, 4),
-                "render_rho": None if self.render_rho is None else round(self.render_rho, 4),
-                "render_step": self.render_step}
+                "render_rho": None if self.render_rho is None else round(self.render_rho, 4)}
 
 
 def ranks(x: torch.Tensor) -> torch.Tensor:
@@ -135,22 +135,17 @@ def render_agreement(rendered: torch.Tensor, prior: torch.Tensor, mask: torch.Te
     return rank_correlation(r, p, vu.flip(1).to(r.dtype) + 0.5)
 
 
-def render_verdict(trust: Trust, rho: float, step: int, reject: float, agree: float) -> Trust:
-    """``trust`` after one measurement ``rho`` of the render's agreement with the prior at ``step``: a ``pending``
-    view takes the ramp's weight; a decided one keeps the lower of its weight and the ramp's (weights only go
-    down). ``trusted`` views (decided by the points) are returned unchanged."""
-    if trust.state in ("trusted", "rejected"):
-        return trust
+def render_verdict(trust: Trust, rho: float, reject: float, agree: float) -> Trust:
+    """A ``pending`` view's verdict from ``rho``, its prior's rank agreement with the probe's render: the weight of
+    the ramp from ``reject`` (0) to ``agree`` (1)."""
     weight = ramp(rho, reject, agree)
-    if trust.state == "render":
-        weight = min(weight, trust.weight)
-    low = rho if trust.render_rho is None else min(rho, trust.render_rho)
-    first = step if trust.render_step is None else trust.render_step
     if weight <= 0:
-        return Trust(0.0, "rejected", f"rank agreement with the render below {reject:g}", trust.points_seen,
-                     trust.points_rho, low, first)
-    why = "agrees with the render" if weight >= 1 else f"partly agrees with the render ({reject:g}-{agree:g})"
-    return Trust(weight, "render", why, trust.points_seen, trust.points_rho, low, first)
+        state, why = "rejected", f"rank agreement with the render below {reject:g}"
+    elif weight >= 1:
+        state, why = "trusted", "agrees with the render"
+    else:
+        state, why = "partial", f"rank agreement with the render between {reject:g} and {agree:g}"
+    return Trust(weight, state, why, trust.points_seen, trust.points_rho, rho)
 
 
 def point_trusts(views: list[View], points: torch.Tensor, kind: str, fitted: set[str], problems: dict[str, str],
@@ -177,7 +172,7 @@ def point_trusts(views: list[View], points: torch.Tensor, kind: str, fitted: set
 def summary(trust: dict[str, Trust]) -> str:
     """One line: how many views are in each state, the rejected ones' causes with their counts, the mean weight."""
     states = Counter(t.state for t in trust.values())
-    parts = [f"{states[s]} {s}" for s in ("trusted", "render", "pending", "rejected") if states[s]]
+    parts = [f"{states[s]} {s}" for s in STATES if states[s]]
     causes = Counter(t.why for t in trust.values() if t.state == "rejected")
     line = f"{', '.join(parts)} of {len(trust)} views with a prior"
     if causes:

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -75,16 +75,15 @@ class Trainer:
         self.strategy = make_strategy(cfg.strategy, cfg.steps, sum(v.width * v.height for v in self.scene.train),
                                       self.device)
         self.alignment_ran = "per_image"  # what _depth_alignment did: per_image, per_sequence or per_scene (l1)
-        self.depth_align, self.trust, self.init_fits = self._depth_alignment()
-        self.trust_from_step = int(cfg.depth_loss.trust.warmup * cfg.steps)  # undecided views: the render decides
+        self.depth_align, self.trust, self.anchors = self._depth_alignment()
         self.sh_interval = scaled_steps(cfg.sh_degree_interval, cfg.steps)
 
     def _depth_alignment(self) -> tuple[dict[str, alignment.Alignment], dict[str, reliability.Trust],
                                         dict[str, alignment.Alignment]]:
-        """``(loss alignments, trust, initialisation fits)``: per-view alignment for the ``anchored`` / ``sparse`` /
-        ``l1`` depth losses (``anchored``: the views with a reliable fit); each view's
-        :class:`~s3dgs.reliability.Trust` in its prior as the sparse points judge it (``depth_loss.trust``); and
-        the anchor fits of the views they trust, which alone seed points from their priors. Checks the loss fits
+        """``(loss alignments, trust, anchors)``: per-view alignment for the ``anchored`` / ``sparse`` / ``l1`` depth
+        losses (``anchored``: the views with a reliable fit); each view's :class:`~s3dgs.reliability.Trust` in its
+        prior as the sparse points judge it (``depth_loss.trust``); and each view's anchor fit to the points
+        (those of trusted views seed points from their priors, :attr:`init_fits`). Checks the loss fits
         the prior kind, and that a depth folder given with ``lambda_depth > 0`` holds a usable prior for some
         training image. All empty without priors, or when neither the depth term nor the initialisation uses
         them."""
@@ -114,8 +113,7 @@ class Trainer:
                              "prior (see the warning above); regenerate them with python -m preprocess.generate_depth "
                              "or set lambda_depth=0")
         fits, anchors, problems = self._loss_alignment(name, kind, mode)
-        trust = self._judge_priors(anchors, problems)
-        return fits, trust, {k: f for k, f in anchors.items() if k in trust and trust[k].state == "trusted"}
+        return fits, self._judge_priors(anchors, problems), anchors
 
     def _loss_alignment(self, name: str, kind: str, mode: str
                         ) -> tuple[dict[str, alignment.Alignment], dict[str, alignment.Alignment], dict[str, str]]:
@@ -173,11 +171,48 @@ class Trainer:
             raise TrainError(f"depth_loss.trust.mode={t.mode!r}: use measured or all")
         trust = reliability.point_trusts(train, self.scene.points, self.scene.prior_kind, set(anchors), problems,
                                          t.points_agree, t.points_reject)
-        pending = sum(x.state == "pending" for x in trust.values())
-        later = (f"; the render judges the {pending} pending at step {int(t.warmup * self.cfg.steps)}"
-                 if pending and self.cfg.lambda_depth > 0 else "")
-        log.info("depth prior, judged by the sparse points: %s%s", reliability.summary(trust), later)
+        log.info("depth prior, judged by the sparse points: %s", reliability.summary(trust))
         return trust
+
+    @property
+    def init_fits(self) -> dict[str, alignment.Alignment]:
+        """The anchor fits of the views whose priors are trusted: only these seed points from their priors."""
+        return {k: f for k, f in self.anchors.items() if k in self.trust and self.trust[k].state == "trusted"}
+
+    def probe_priors(self) -> None:
+        """Judge the priors the sparse points left ``pending`` by the render of a probe: ``depth_loss.trust.probe`` x
+        ``steps`` photometric-only steps from the initialisation without any prior (its own state, same schedule),
+        then each pending view's :func:`~s3dgs.reliability.render_verdict`. The run proper then starts afresh with
+        the same seeds. Nothing to do without pending views, or when neither the depth term nor the
+        initialisation uses the priors."""
+        pending = [v for v in self.scene.train if v.key in self.trust and self.trust[v.key].state == "pending"]
+        steps = int(self.cfg.depth_loss.trust.probe * self.cfg.steps)
+        if not pending or steps < 1:
+            return
+        log.info("depth prior: a %d-step photometric probe judges the %d priors the sparse points could not", steps,
+                 len(pending))
+        st = self._initial_state(prior_fits={})
+        for step in tqdm(range(steps), desc="probe", mininterval=1.0, dynamic_ncols=True):
+            self.train_step(st, step, self.next_view(st), use_depth=False)
+        with torch.no_grad():
+            self.judge_by_render(lambda v: self.render(st.params, v, self.cfg.sh_degree)[1:3], pending)
+        torch.manual_seed(self.cfg.seed)  # the run proper draws as it would without the probe
+        np.random.seed(self.cfg.seed)
+
+    def judge_by_render(self, render: Callable[[View], tuple[torch.Tensor, torch.Tensor]], views: list[View]) -> None:
+        """Each of ``views``' :func:`~s3dgs.reliability.render_verdict` from its prior's rank agreement with
+        ``render(view) -> (z-depth, alpha)`` (``[1, H, W]`` each) over the rendered surface; logged in one line."""
+        t = self.cfg.depth_loss.trust
+        for v in views:
+            depth, alpha = (x[0].detach() for x in render(v))
+            mask = v.prior_valid.to(self.device) & (alpha > self.cfg.depth_loss.min_alpha)
+            if v.mask is not None:
+                mask &= v.mask.to(self.device)
+            rho = reliability.render_agreement(to_prior_space(depth, self.scene.prior_kind, self.cfg.near_plane),
+                                               v.prior.to(self.device), mask)
+            self.trust[v.key] = reliability.render_verdict(self.trust[v.key], rho, t.render_reject, t.render_agree)
+        log.info("depth prior, judged by the sparse points and the probe's render: %s",
+                 reliability.summary(self.trust))
 
     def init_uses_priors(self) -> bool:
         """Whether the initialisation back-projects priors (``init.from_priors`` true, or auto with priors)."""
@@ -203,10 +238,14 @@ class Trainer:
     # ------------------------------------------------------------ state
 
     def init_state(self) -> State:
-        cfg, scene = self.cfg, self.scene
+        """The first state of the run proper: the initial Gaussians, with points from the trusted priors."""
+        return self._initial_state(self.init_fits)
+
+    def _initial_state(self, prior_fits: dict[str, alignment.Alignment]) -> State:
+        cfg = self.cfg
         gen = torch.Generator().manual_seed(cfg.seed)
         cap = gaussian_budget(cfg.strategy.cap_max, 0, 0, self.device)  # the device's cap, not the pixel budget
-        pts, rgb, scale = initial_points(scene, cfg.init, self.extent, gen, self.init_fits, cap)
+        pts, rgb, scale = initial_points(self.scene, cfg.init, self.extent, gen, prior_fits, cap)
         params = init_gaussians(pts, rgb, cfg.sh_degree, cfg.init.opacity, scale, gen).to(self.device)
         return self._state_for(params, gen)
 
@@ -273,16 +312,11 @@ class Trainer:
         """``lambda_depth`` at ``step``, decayed exponentially to ``decay x lambda_depth`` at the last step."""
         return self.cfg.lambda_depth * self.cfg.depth_loss.decay ** (step / self.cfg.steps)
 
-    def view_depth_loss(self, view: View, depth: torch.Tensor, alpha: torch.Tensor, step: int
-                        ) -> torch.Tensor | None:
-        """``view``'s depth loss for the rendered z-depth and alpha ``[H, W]`` at ``step``, times the weight its prior
-        has earned (:mod:`s3dgs.reliability`; a view the points left undecided is judged here by the render from
-        step ``trust_from_step`` on, and trains without the term until then); None without a weight."""
+    def view_depth_loss(self, view: View, depth: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor | None:
+        """``view``'s depth loss for the rendered z-depth and alpha ``[H, W]``, times the weight its prior has earned
+        (:mod:`s3dgs.reliability`); None without a weight."""
         trust = self.trust.get(view.key)
-        if view.prior is None or trust is None or trust.state == "rejected":
-            return None
-        undecided = trust.state in ("pending", "render")
-        if trust.state == "pending" and step < self.trust_from_step:
+        if view.prior is None or trust is None or trust.weight <= 0:
             return None
         dev, dl = self.device, self.cfg.depth_loss
         mask = view.prior_valid.to(dev) & (alpha > dl.min_alpha)
@@ -290,14 +324,6 @@ class Trainer:
             mask &= view.mask.to(dev)
         r = to_prior_space(depth, self.scene.prior_kind, self.cfg.near_plane)
         prior = view.prior.to(dev)
-        if undecided:
-            rho = reliability.render_agreement(r, prior, mask)
-            trust = self.trust[view.key] = reliability.render_verdict(trust, rho, step, dl.trust.render_reject,
-                                                                      dl.trust.render_agree)
-            if trust.state == "rejected":
-                log.info("depth prior of %s rejected at step %d: %s (%.2f)", view.key, step, trust.why, rho)
-        if trust.weight <= 0:
-            return None
         robust = ({"robust_c": dl.robust_c, "grad_weight": dl.grad_weight, "quant_step": view.prior_step}
                   if dl.name == "anchored" else {})
         align = self.depth_align.get(view.key)
@@ -331,7 +357,7 @@ class Trainer:
         rgb, depth, alpha, info = self.render(st.params, view, min(step // self.sh_interval, cfg.sh_degree), bg)
         self.strategy.step_pre_backward(st.params, st.optimizers, st.strategy_state, step, info)
         photo = photometric_loss(rgb, gt, mask, cfg.ssim_lambda)
-        dl = self.view_depth_loss(view, depth[0], alpha[0], step) if use_depth else None
+        dl = self.view_depth_loss(view, depth[0], alpha[0]) if use_depth else None
         dl = torch.zeros((), device=self.device) if dl is None else self.depth_weight(step) * dl
         loss = photo + dl + strategy_regulariser(self.strategy, st.params)
         loss.backward()
@@ -347,10 +373,16 @@ class Trainer:
         st.step = step + 1
         return {"loss": loss.detach(), "photometric": photo.detach(), "depth": dl.detach()}, rgb.detach(), gt, mask
 
+    def next_view(self, st: State) -> View:
+        """The training view of the next step: each view once per epoch, in an order drawn with ``st.order``."""
+        if not st.order_left:
+            st.order_left = torch.randperm(len(self.scene.train), generator=st.order).tolist()
+        return self.scene.train[st.order_left.pop()]
+
     def fit(self, st: State) -> None:
         """Train from ``st.step`` to ``cfg.steps``, one random training view per step (each view once per epoch).
         Ctrl-C stops at the next step boundary, writes ``ckpt.pt`` and raises KeyboardInterrupt."""
-        cfg, train = self.cfg, self.scene.train
+        cfg = self.cfg
         use_depth = cfg.lambda_depth > 0 and self.scene.prior_kind is not None
         bar = tqdm(range(st.step, cfg.steps), initial=st.step, total=cfg.steps, mininterval=1.0,
                    desc="train", dynamic_ncols=True)
@@ -362,10 +394,8 @@ class Trainer:
         try:
             with checkpoint.stop_at_step_boundary() as stop:
                 for step in bar:
-                    if not st.order_left:
-                        st.order_left = torch.randperm(len(train), generator=st.order).tolist()
                     with live.training_step() if live else contextlib.nullcontext():
-                        terms, rgb, gt, mask = self.train_step(st, step, train[st.order_left.pop()], use_depth)
+                        terms, rgb, gt, mask = self.train_step(st, step, self.next_view(st), use_depth)
                     if tb:
                         t0 += tb.after_step(st, terms, rgb, gt, mask)  # its evaluations are not training time
                     if step % 25 == 0 or st.step == cfg.steps:
@@ -414,8 +444,7 @@ class Trainer:
         one-line summary and each view's :meth:`~s3dgs.reliability.Trust.as_dict`; empty when nothing judged them."""
         if not self.trust:
             return {}
-        states = {s: sum(t.state == s for t in self.trust.values()) for s in ("trusted", "render", "pending",
-                                                                               "rejected")}
+        states = {s: sum(t.state == s for t in self.trust.values()) for s in reliability.STATES}
         mean = sum(t.weight for t in self.trust.values()) / len(self.trust)
         return ({f"views_{s}": n for s, n in states.items()} | {"mean_weight": round(mean, 4),
                 "summary": reliability.summary(self.trust), "views": {k: t.as_dict() for k, t in self.trust.items()}})
@@ -451,6 +480,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                              "(or resume=<path to ckpt.pt>)")
         st = trainer.load_checkpoint(path)
     else:
+        trainer.probe_priors()
         st = trainer.init_state()
     log.info("training %d Gaussians for %d steps on %s (%d train views, lambda_depth=%s, depth_loss=%s)",
              len(st.params["means"]), cfg.steps, trainer.device, len(trainer.scene.train), cfg.lambda_depth,

@@ -28,7 +28,7 @@ def _first_losses(trainer, n=3):
     out = []
     for v in trainer.scene.train[:n]:
         _, depth, alpha, _ = trainer.render(st.params, v, 0)
-        out.append(trainer.view_depth_loss(v, depth[0].detach(), alpha[0].detach(), 0))
+        out.append(trainer.view_depth_loss(v, depth[0].detach(), alpha[0].detach()))
     return out
 
 
@@ -80,22 +80,21 @@ def test_anchored_is_the_default_and_waits_for_the_render_without_points(example
                                   "train_views", "views_trusted")} == {
         "loss": "anchored", "alignment": "per_image", "views_with_prior": 21, "views_anchored": 21,
         "views_scale_field": 21, "train_views": 21, "views_trusted": 21}
-    # no sparse points: every view waits for the render (no term before trust_from_step), then uses the ssi fit
-    # times the weight the render's agreement gives it; one log line, no warning
+    # no sparse points: every view waits for the probe's render, then uses the ssi fit times its weight; no warning
     t.scene.points = t.scene.points[:0]
     caplog.clear()
-    t.depth_align, t.trust, t.init_fits = t._depth_alignment()
+    t.depth_align, t.trust, t.anchors = t._depth_alignment()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert t.depth_align == {} and t.init_fits == {}
     assert {x.state for x in t.trust.values()} == {"pending"}
-    assert {x.why for x in t.trust.values()} == {"the dataset has no sparse points"}
     v = t.scene.train[0]
     d, alpha = v.gt_depth.clone(), torch.ones(60, 80)  # a render with the true geometry
-    assert t.view_depth_loss(v, d, alpha, t.trust_from_step - 1) is None
+    assert t.view_depth_loss(v, d, alpha) is None  # pending: no weight yet
+    t.judge_by_render(lambda view: (view.gt_depth[None], torch.ones(1, 60, 80)), t.scene.train)
     mask = v.prior_valid & (alpha > t.cfg.depth_loss.min_alpha)
     ssi = depth_loss("ssi", to_prior_space(d, "inverse_depth", t.cfg.near_plane), v.prior, mask)
-    assert float(t.view_depth_loss(v, d, alpha, t.trust_from_step)) == pytest.approx(float(ssi))
-    assert t.trust[v.key].state == "render" and t.trust[v.key].weight == 1.0
+    assert t.trust[v.key].state == "trusted" and t.trust[v.key].weight == 1.0
+    assert float(t.view_depth_loss(v, d, alpha)) == pytest.approx(float(ssi))
     assert t.evaluate(st)["depth"]["views_anchored"] == 0
 
 
