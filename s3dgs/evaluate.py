@@ -33,7 +33,7 @@ def view_metrics(rgb: torch.Tensor, view: View, depth: torch.Tensor, masked: boo
     ``view.mask`` (the whole image when the view has none); ``depth_abs_rel`` / ``depth_delta1`` when the
     view has ground-truth depth, and then ``prior_abs_rel`` when it also has a prior of ``prior_kind``: the
     AbsRel of the prior alone after the best affine fit to the truth (:func:`prior_fitted_to`), the bar a
-    depth-supervised render has to beat."""
+    depth-supervised render has to beat. Depth metrics are None when the view's ground truth has no known pixel."""
     gt = view.image.to(rgb.device)[None]
     row = {"psnr": float(psnr(rgb, gt)), "ssim": float(ssim(rgb, gt))}
     if masked:
@@ -53,8 +53,9 @@ def evaluate_views(render_fn: RenderFn, views: list[View], renders_dir: Path | N
                    prior_kind: str | None = None) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Means over ``views`` of :func:`view_metrics` (the masked metrics when any view has a mask; depth
     metrics when every view has ground truth; ``prior_abs_rel`` when every view also has a prior of
-    ``prior_kind``), and ``num_views``; and the metrics of each view by its key. With ``renders_dir``, also
-    writes ``<renders_dir>/<key>.png`` per view (:func:`save_side_by_side`)."""
+    ``prior_kind``), and ``num_views``; and the metrics of each view by its key. A view's None (a depth metric of
+    a ground truth with no known pixel) is left out of that mean, with a warning; a mean of no value is None. With
+    ``renders_dir``, also writes ``<renders_dir>/<key>.png`` per view (:func:`save_side_by_side`)."""
     masked = any(v.mask is not None for v in views)
     rows = {}
     for v in views:
@@ -66,8 +67,16 @@ def evaluate_views(render_fn: RenderFn, views: list[View], renders_dir: Path | N
             path.parent.mkdir(parents=True, exist_ok=True)
             save_side_by_side(path, rgb[0].cpu(), v.image, depth)
     keys = set.intersection(*(set(r) for r in rows.values())) if rows else set()
-    means = {k: float(np.mean([r[k] for r in rows.values()])) for k in sorted(keys)}
-    return means | {"num_views": len(rows)}, rows
+    return {k: _mean(k, [r[k] for r in rows.values()]) for k in sorted(keys)} | {"num_views": len(rows)}, rows
+
+
+def _mean(name: str, values: list[float | None]) -> float | None:
+    """Mean of the values that are not None (None if none is), warning when some are."""
+    known = [v for v in values if v is not None]
+    if len(known) < len(values):
+        log.warning("%s: %d of %d views have no known ground-truth depth, left out of the mean", name,
+                    len(values) - len(known), len(values))
+    return float(np.mean(known)) if known else None
 
 
 def evaluate_scene(render_fn: RenderFn, scene: Scene, renders_dir: Path | None = None) -> dict[str, dict[str, Any]]:

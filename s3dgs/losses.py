@@ -29,6 +29,14 @@ same on every scene. What each loss is invariant to:
   step) cost nothing. Invariant to scene scale and to the prior's scale and shift (through the fit), like
   ``sparse``; the value term is bounded per pixel, so depth edges where the prior is blurred or wrong cannot
   dominate. Views without a reliable fit use ``ssi``.
+
+Degenerate inputs keep every loss finite and its gradient bounded: a map counts as having a spread (standard or
+mean absolute deviation) of at least ``MIN_REL_SPREAD`` (1%) of its mean magnitude (its level: the mean
+disparity or depth). So ``ssi`` stretches a flat render (no spread over the mask) at most as far as a render
+with 1% spread (it is still pulled towards the prior's shape, at a bounded rate), ``pearson`` treats it as
+1% spread, and ``sparse``/``anchored`` measure residuals where the prior is flat over the mask in units of 1% of
+the aligned prior's level (a residual of one unit is then a 1% relative error) instead of dividing by zero.
+Maps with more spread than that (every normal view) are unaffected.
 """
 
 from __future__ import annotations
@@ -38,6 +46,13 @@ import torch
 from s3dgs.metrics import ssim_map
 
 MIN_PIXELS = 16
+MIN_REL_SPREAD = 0.01  # a map's spread counts as at least this fraction of its level (see module doc)
+
+
+def spread_floor(x: torch.Tensor) -> torch.Tensor:
+    """The least spread a map ``x`` (1-D values) counts as having: ``MIN_REL_SPREAD`` x its mean magnitude
+    (at least 1e-12), detached."""
+    return (MIN_REL_SPREAD * x.detach().abs().mean()).clamp_min(1e-12)
 
 
 def photometric_loss(render: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None,
@@ -63,17 +78,19 @@ def normalize(p: torch.Tensor) -> torch.Tensor:
     return (p - med) / (p - med).abs().mean().clamp_min(1e-12)
 
 
-def fit_affine(x: torch.Tensor, y: torch.Tensor, positive: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_affine(x: torch.Tensor, y: torch.Tensor, positive: bool = True, min_std: float | torch.Tensor = 1e-12
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Closed-form least squares ``a, b = argmin sum (a*x + b - y)^2`` over 1-D values, detached.
 
     With ``positive`` ``a`` is kept positive (a render whose depth order is inverted must not be rewarded
-    for it): if the fit gives ``a <= 0``, ``a`` matches standard deviations instead."""
+    for it): if the fit gives ``a <= 0``, ``a`` matches standard deviations instead. ``x``'s standard deviation
+    counts as at least ``min_std``, so ``|a| <= std(y) / min_std`` (a flat ``x`` is not stretched without bound)."""
     x, y = x.detach().double(), y.detach().double()
     xc, yc = x - x.mean(), y - y.mean()
-    var = (xc * xc).mean()
-    a = (xc * yc).mean() / var.clamp_min(1e-24)
+    sx = torch.maximum((xc * xc).mean().sqrt(), torch.as_tensor(min_std, dtype=torch.float64))
+    a = (xc * yc).mean() / sx**2
     if positive and not a > 0:
-        a = yc.std() / xc.std().clamp_min(1e-12)
+        a = (yc * yc).mean().sqrt() / sx
     b = y.mean() - a * x.mean()
     return a.to(torch.float32), b.to(torch.float32)
 
@@ -90,17 +107,19 @@ def weighted_mean(values: torch.Tensor, weight: torch.Tensor | None) -> torch.Te
 def ssi_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, weight: Weight = None) -> torch.Tensor:
     """Scale-and-shift-invariant L1: the render ``r`` fitted to the prior ``p`` per image (see module doc)."""
     r, pn = r[mask], normalize(p[mask])
-    a, b = fit_affine(r, pn)
+    a, b = fit_affine(r, pn, min_std=spread_floor(r))
     return weighted_mean((a * r + b - pn).abs(), None if weight is None else weight[mask])
 
 
 def pearson_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, weight: Weight = None) -> torch.Tensor:
     """``1 - Pearson correlation`` of ``r`` and ``p`` over ``mask`` (weighted by ``weight``: each pixel's share of the
-    covariance and variances)."""
+    covariance and variances); ``r``'s standard deviation counts as at least :func:`spread_floor`."""
     r, p = r[mask], p[mask]
     w = torch.ones_like(r) if weight is None else weight[mask]
-    rc, pc = r - (w * r).sum() / w.sum().clamp_min(1e-12), p - (w * p).sum() / w.sum().clamp_min(1e-12)
-    return 1 - (w * rc * pc).sum() / ((w * rc * rc).sum() * (w * pc * pc).sum()).sqrt().clamp_min(1e-12)
+    sw = w.sum().clamp_min(1e-12)
+    rc, pc = r - (w * r).sum() / sw, p - (w * p).sum() / sw
+    var_r = torch.maximum((w * rc * rc).sum() / sw, spread_floor(r) ** 2)
+    return 1 - (w * rc * pc).sum() / sw / (var_r * (w * pc * pc).sum() / sw).sqrt().clamp_min(1e-12)
 
 
 def metric_l1_loss(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scene_to_metric: float,
@@ -118,9 +137,11 @@ def aligned_residual(r: torch.Tensor, p: torch.Tensor, mask: torch.Tensor, scale
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Residual ``[H, W]`` between the render ``r`` and the prior aligned to the sparse points, ``scale*p + offset``
     (values or maps ``[H, W]``), in the prior's normalised units: ``((r - offset) / scale - p) / mad``, ``mad`` the
-    prior's mean absolute deviation over ``mask``; returned with ``mad`` (in the prior's units)."""
+    prior's mean absolute deviation over ``mask``, at least :func:`spread_floor` of the aligned prior in the
+    prior's units, ``p + offset / scale``; returned with ``mad`` (in the prior's units)."""
     pm = p[mask]
-    mad = (pm - pm.median()).abs().mean().clamp_min(1e-12)
+    level = torch.broadcast_to(p + torch.as_tensor(offset) / scale, p.shape)[mask]
+    mad = torch.maximum((pm - pm.median()).abs().mean(), spread_floor(level))
     return ((r - offset) / scale - p) / mad, mad
 
 

@@ -46,11 +46,14 @@ def psnr(img: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor | None = None)
     return -10 * torch.log10(mse.clamp_min(1e-10))
 
 
-def depth_metrics(depth: torch.Tensor, gt: torch.Tensor) -> dict[str, float]:
+def depth_metrics(depth: torch.Tensor, gt: torch.Tensor) -> dict[str, float | None]:
     """AbsRel and delta1 of rendered z-depth ``[H, W]`` against ground truth ``[H, W]`` (0 = unknown), after
     one least-squares scale ``s = argmin sum (s*depth - gt)^2`` over known pixels (removes the scene's
-    arbitrary scale). Pixels the render leaves empty count with their (zero) depth."""
+    arbitrary scale). Pixels the render leaves empty count with their (zero) depth. Both are None when ``gt``
+    has no known pixel (nothing to measure)."""
     valid = gt > 0
+    if not valid.any():
+        return {"abs_rel": None, "delta1": None}
     d, g = depth[valid].double(), gt[valid].double()
     s = (d * g).sum() / (d * d).sum().clamp_min(1e-12)
     d = s * d
@@ -63,8 +66,10 @@ def prior_fitted_to(prior: torch.Tensor, valid: torch.Tensor, kind: str, depth: 
     unknown) best, in least squares in the prior's space (``1/z`` for ``inverse_depth`` priors, ``z`` for
     metric ``depth`` ones), over pixels known in both; 0 where the prior is invalid or maps to z <= 0. Fitted
     to the truth: the best a depth loss that aligns the prior per image could teach; fitted to a render: the
-    prior shown beside it."""
+    prior shown beside it. All 0 when no pixel is known in both (nothing to fit to)."""
     known = valid & (depth > 0)
+    if not known.any():
+        return torch.zeros_like(prior)
     p = prior[known].double()
     target = 1.0 / depth[known].double() if kind == "inverse_depth" else depth[known].double()
     a, b = torch.linalg.lstsq(torch.stack([p, torch.ones_like(p)], 1), target[:, None]).solution[:, 0]

@@ -105,7 +105,7 @@ class TensorBoardLog:
 
         metrics = evaluate_views(render, tr.scene.test, prior_kind=tr.scene.prior_kind)[0]
         for name, value in metrics.items():
-            if name != "num_views":
+            if name != "num_views" and value is not None:
                 self.writer.add_scalar(f"test/{name}", value, st.step)
         for view in tr.scene.test[:MAX_IMAGES]:
             rgb, depth = renders[view.key]

@@ -12,6 +12,7 @@ from scipy.spatial.transform import Rotation
 from s3dgs.data.scene import View
 from s3dgs.eval import camera_path, main
 from s3dgs.evaluate import evaluate_views, save_side_by_side
+from s3dgs.metrics import depth_metrics
 
 
 def test_eval_reproduces_the_runs_metrics_and_writes_a_path_video(run_train, python, train_env, small_copy, tmp_path):
@@ -118,3 +119,26 @@ def test_prior_abs_rel_is_the_priors_own_error_after_the_best_affine():
     m = evaluate_views(render, [warped], prior_kind="inverse_depth")[0]
     assert 0.02 < m["prior_abs_rel"] < 0.1 and m["depth_abs_rel"] < 1e-6
     assert "prior_abs_rel" not in evaluate_views(render, [warped])[0]  # no prior kind: no prior metric
+
+
+def test_depth_metrics_of_a_view_with_no_known_ground_truth_are_none_and_left_out_of_the_means(caplog):
+    """An all-zero ground-truth depth (no known pixel) gave NaN metrics, and NaN means for every view: now its
+    metrics are None and the means are those of the other views, with a warning."""
+    h, w = 30, 40
+    gen = torch.Generator().manual_seed(0)
+    gt = 1.0 + torch.rand(h, w, generator=gen) * 3
+    image, valid = torch.zeros(h, w, 3), torch.ones(h, w, dtype=torch.bool)
+    known = View("a.png", "a", image, torch.eye(3), torch.eye(4), gt_depth=gt, prior=1 / gt, prior_valid=valid)
+    empty = View("b.png", "b", image, torch.eye(3), torch.eye(4), gt_depth=torch.zeros(h, w), prior=1 / gt,
+                 prior_valid=valid)
+    render = lambda v: (image[None], (gt * (1 + 0.1 * torch.rand(h, w, generator=gen)))[None])  # noqa: E731
+    assert depth_metrics(gt, torch.zeros(h, w)) == {"abs_rel": None, "delta1": None}
+    means, rows = evaluate_views(render, [known, empty], prior_kind="inverse_depth")
+    assert rows["b"]["depth_abs_rel"] is None and rows["b"]["depth_delta1"] is None
+    assert rows["b"]["prior_abs_rel"] is None
+    assert 0.01 < rows["a"]["depth_abs_rel"] < 0.1 and rows["a"]["prior_abs_rel"] < 1e-5
+    for key in ("depth_abs_rel", "depth_delta1", "prior_abs_rel"):
+        assert means[key] == rows["a"][key]
+    assert "depth_abs_rel: 1 of 2 views have no known ground-truth depth, left out of the mean" in caplog.text
+    alone = evaluate_views(render, [empty], prior_kind="inverse_depth")[0]
+    assert alone["depth_abs_rel"] is None and alone["psnr"] == 100

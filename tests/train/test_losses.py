@@ -5,7 +5,7 @@ import torch
 
 from s3dgs import alignment
 from s3dgs.data.scene import View
-from s3dgs.losses import anchored_loss, depth_loss, fit_affine, photometric_loss, to_prior_space
+from s3dgs.losses import anchored_loss, depth_loss, fit_affine, geman_mcclure, photometric_loss, to_prior_space
 
 H, W = 24, 32
 
@@ -287,3 +287,36 @@ def test_confidence_weights_each_pixel(name):
     left = torch.zeros(30, 40)
     left[:, :20] = 1
     assert float(depth_loss(name, r, p, mask, align, weight=left)) < 0.5 * float(plain)
+
+
+@pytest.mark.parametrize("name", ["ssi", "pearson", "anchored"])  # anchored without a fit is ssi
+@pytest.mark.parametrize("noise", [0.0, 1e-6])
+def test_a_flat_render_gives_a_finite_loss_a_bounded_gradient_and_still_learns_the_priors_shape(scene, name, noise):
+    """A render at one depth over the mask (or within float noise of it): the fit cannot stretch it without bound
+    (the gradient was 1e8 and more), and descending the gradient still moves it towards the prior's shape."""
+    _, prior, mask = scene
+    r = (1 / 3.0 + noise * torch.randn(H, W, generator=torch.Generator().manual_seed(1))).requires_grad_(True)
+    loss = depth_loss(name, r, prior, mask)
+    loss.backward()
+    assert 0.3 < loss.item() < 2 and r.grad.abs().max() < 1e3
+    down = -r.grad[mask]
+    assert torch.corrcoef(torch.stack([down, prior[mask]]))[0, 1] > 0.5
+
+
+@pytest.mark.parametrize("name", ["sparse", "anchored"])
+def test_a_flat_prior_over_the_mask_measures_residuals_relative_to_its_level(scene, name):
+    """Where the prior is flat over the mask its spread is no unit (the loss was 1e11): residuals are measured
+    in 1% of the aligned prior's level instead, so ``sparse`` is the mean relative error / 1%."""
+    render, prior, mask = scene
+    prior = torch.where(mask, torch.tensor(0.8), prior)  # flat over the mask, not elsewhere
+    scale, offset = 0.5, -0.1  # aligned prior: disparity 0.3 over the mask
+    r = to_prior_space(render, "inverse_depth").requires_grad_(True)
+    loss = depth_loss(name, r, prior, mask, (scale, offset))
+    loss.backward()
+    assert r.grad.abs().max() < 1e3
+    units = (r.detach()[mask] - 0.3).abs() / 0.3 / 0.01  # relative error in 1% steps
+    if name == "sparse":
+        assert loss.item() == pytest.approx(float(units.mean()), rel=1e-4)
+    else:
+        value = anchored_loss(r.detach(), prior, mask, scale, offset, grad_weight=0.0)
+        assert float(value) == pytest.approx(float(geman_mcclure(units, 0.25).mean()), rel=1e-4)
