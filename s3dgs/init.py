@@ -32,6 +32,36 @@ def knn_rms_distance(points: torch.Tensor, k: int = 3) -> torch.Tensor:
     return torch.from_numpy(np.sqrt((dist[:, 1:] ** 2).mean(1))).to(points)
 
 
+def voxel_ids(points: np.ndarray, size: float) -> np.ndarray:
+    """Index ``[N]`` (0..V-1) of the occupied voxel of edge ``size`` (a grid from the points' minimum corner) that
+    each of ``points [N, 3]`` lies in."""
+    cell = np.floor((points - points.min(0)) / size).astype(np.int64)
+    dims = cell.max(0) + 1
+    return np.unique(cell[:, 0] + dims[0] * (cell[:, 1] + dims[1] * cell[:, 2]), return_inverse=True)[1]
+
+
+def coverage_subsample(points: torch.Tensor, n: int, generator: torch.Generator, iters: int = 12) -> torch.Tensor:
+    """Sorted indices of ``n`` of ``points [N, 3]`` (all when ``N <= n``) that keep their coverage: one per voxel of
+    the finest grid (edge found by bisection) in which they occupy at most ``n`` voxels, the point nearest its
+    voxel's centroid; the rest of the budget drawn at random from the others (denser regions stay denser)."""
+    if len(points) <= n:
+        return torch.arange(len(points))
+    x = points.detach().cpu().double().numpy()
+    diag = float(np.linalg.norm(x.max(0) - x.min(0)))
+    hi = 2 * diag + 1e-12  # one voxel
+    lo = hi * 1e-6  # at most 5e5 voxels along an axis: the voxel ids fit in int64
+    for _ in range(iters):
+        mid = (lo * hi) ** 0.5
+        lo, hi = (lo, mid) if voxel_ids(x, mid).max() < n else (mid, hi)
+    ids = voxel_ids(x, hi)
+    centroids = np.stack([np.bincount(ids, x[:, i]) for i in range(3)], 1) / np.bincount(ids)[:, None]
+    order = np.lexsort((((x - centroids[ids]) ** 2).sum(1), ids))
+    first = order[np.r_[True, ids[order][1:] != ids[order][:-1]]]
+    rest = np.setdiff1d(np.arange(len(x)), first)
+    fill = rest[torch.randperm(len(rest), generator=generator)[:n - len(first)].numpy()]
+    return torch.from_numpy(np.sort(np.concatenate([first, fill])))
+
+
 def random_points(centre: torch.Tensor, half_size: float, n: int, generator: torch.Generator
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` points uniform in the cube ``centre +- half_size`` ``[n, 3]`` with random colours ``[n, 3]``."""
@@ -188,7 +218,8 @@ def initial_points(scene: Scene, cfg: DictConfig, extent: float, generator: torc
     :func:`random_init_box` (inside the silhouettes of RGBA images); with ``from_priors`` (``auto``: when there
     are depth priors) also ``prior_points`` per training view whose prior is trusted, aligned by its
     ``prior_fits[key]`` (the trainer's fits of the views whose priors agree with the sparse points; fewer points
-    per view when that would take the total over ``max_points``, 0 = no limit). Returns points ``[N, 3]``, colours
+    per view when that would take the total over ``max_points``, 0 = no limit). More sparse (or random) points
+    than ``max_points`` are downsampled to it by :func:`coverage_subsample`. Returns points ``[N, 3]``, colours
     ``[N, 3]`` and each point's scale factor ``[N]``: ``init.scale`` for measured points, ``init.random_scale``
     for random ones (their spacing says nothing about the surface: smaller Gaussians fit detail sooner)."""
     if len(scene.points):
@@ -203,6 +234,12 @@ def initial_points(scene: Scene, cfg: DictConfig, extent: float, generator: torc
                  cfg.random_extent * half, [round(float(c), 3) for c in centre],
                  "" if all(v.alpha is None for v in views) else ", inside the images' opaque silhouettes")
         factor = torch.full((len(pts),), float(cfg.random_scale))
+    if max_points and len(pts) > max_points:
+        keep = coverage_subsample(pts, max_points, generator)
+        log.info("init: %d of %d starting points dropped to stay within the %d Gaussians the device allows "
+                 "(strategy.cap_max); one kept per occupied voxel, so the scene stays covered", len(pts) - len(keep),
+                 len(pts), max_points)
+        pts, rgb, factor = pts[keep], rgb[keep], factor[keep]
     if cfg.from_priors not in ("auto", True, False):
         raise TrainError(f"init.from_priors={cfg.from_priors!r}: use auto, true or false")
     if cfg.from_priors is True and scene.prior_kind is None:

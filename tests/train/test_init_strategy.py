@@ -229,9 +229,34 @@ def test_prior_points_stay_within_the_devices_cap(example_dir):
     capped = initial_points(scene, cfg, scene.extent(), gen(), fits, max_points=sfm + 50 * n_views)[0]
     assert len(capped) == sfm + 50 * n_views
     assert torch.equal(capped[:sfm], scene.points)  # the measured points are all kept
-    assert len(initial_points(scene, cfg, scene.extent(), gen(), fits, max_points=sfm // 2)[0]) == sfm
+    assert len(initial_points(scene, cfg, scene.extent(), gen(), fits, max_points=sfm // 2)[0]) == sfm // 2
     some = dict(list(fits.items())[:5])  # only the views given a fit (the trusted ones) add points
     assert len(initial_points(scene, cfg, scene.extent(), gen(), some)[0]) == sfm + 200 * 5
+
+
+def test_a_start_over_the_budget_is_downsampled_keeping_coverage(caplog):
+    """30k sparse points in a dense blob plus 64 clusters of 3 isolated points, one at the centre of each cell of a
+    coarse 4x4x4 grid: capped at 2000 the start keeps 2000 of them (with their colours), the same bounding box and
+    a point in every cell (a random cut keeping 6.6% would leave most clusters empty)."""
+    from omegaconf import OmegaConf
+
+    from s3dgs.data.scene import Scene
+    from s3dgs.init import initial_points
+    caplog.set_level("INFO", logger="s3dgs.init")
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.stack(torch.meshgrid(*[torch.arange(4.0) - 1.5] * 3, indexing="ij"), -1).reshape(-1, 1, 3)
+    clusters = (centres + 0.01 * torch.randn(64, 3, 3, generator=gen)).reshape(-1, 3)
+    pts = torch.cat([0.1 * torch.randn(30000, 3, generator=gen), clusters])
+    scene = Scene([], [], pts, torch.sigmoid(pts), "colmap")
+    cfg = OmegaConf.create({"scale": 1.0, "from_priors": "auto"})
+    kept, rgb, factor = initial_points(scene, cfg, 1.0, gen, {}, max_points=2000)
+    assert len(kept) == len(rgb) == len(factor) == 2000
+    assert torch.equal(rgb, torch.sigmoid(kept)) and factor.eq(1.0).all()
+    assert torch.allclose(kept.amin(0), pts.amin(0), atol=0.03) and torch.allclose(kept.amax(0), pts.amax(0), atol=0.03)
+    cells = lambda p: set(map(tuple, (p + 2).floor().long().tolist()))  # noqa: E731
+    assert cells(kept) == cells(pts) and len(cells(pts)) == 64
+    assert f"init: {len(pts) - 2000} of {len(pts)} starting points dropped" in caplog.text
+    assert torch.equal(initial_points(scene, cfg, 1.0, gen, {}, max_points=len(pts))[0], pts)  # within: all kept
 
 
 def test_prior_points_stay_within_the_depths_the_sparse_points_span():
