@@ -72,6 +72,9 @@ class BackendOptions:
     input_size: int = 518               # vda: short side of the network input
     fp32: bool = False                  # vda: no fp16 autocast on CUDA
     work_dir: Path | None = None        # resumable intermediate files (the output folder)
+    prompt_depth: Path | None = None    # transformers: folder of prompt depth maps (Prompt Depth Anything)
+    prompt_files: dict[Path, Path] = field(default_factory=dict)  # transformers: image -> its prompt depth file
+    prompt_scale: float = 1e-3          # transformers: prompt value x prompt_scale = metres
     quiet: bool = False                 # no progress bars of the backend's own
 
 
