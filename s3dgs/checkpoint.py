@@ -139,10 +139,16 @@ def restore(st: State, ck: dict[str, Any], device: torch.device) -> None:
     st.strategy_state = {k: v.to(device) if torch.is_tensor(v) else v for k, v in ck["strategy_state"].items()}
     st.order.set_state(ck["order"])
     st.order_left = list(ck["order_left"])
-    st.step, st.train_seconds = ck["step"], ck["train_seconds"]
-    st.trust.clear()  # in place: the trainer holds the same dict
-    st.trust.update({k: Trust(**t) for k, t in ck["trust"].items()})
+    restore_record(st, ck)
     set_rng_states(ck["rng"], device)
+
+
+def restore_record(st: State, ck: dict[str, Any]) -> None:
+    """What ``ck`` says about the run so far into ``st``: its step, training time and the priors' verdicts (in
+    place: the trainer holds the same dict), for an evaluation that reports on the run as trained."""
+    st.step, st.train_seconds = ck["step"], ck["train_seconds"]
+    st.trust.clear()
+    st.trust.update({k: Trust(**t) for k, t in ck["trust"].items()})
 
 
 class StopRequest:

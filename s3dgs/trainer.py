@@ -277,7 +277,8 @@ class Trainer:
 
     def load_checkpoint(self, path: Path, resume: bool = True) -> State:
         """The state in ``path``; with ``resume``, checked against this config and with every RNG restored (a
-        continued run draws what the uninterrupted one would have); without, the model only (evaluation)."""
+        continued run draws what the uninterrupted one would have); without, the model and the run's record (step,
+        time, the priors' verdicts: an evaluation reports on the run as trained)."""
         ck = checkpoint.read_checkpoint(path)
         if resume:
             checkpoint.check_resumable(path, ck, checkpoint.run_facts(self.cfg, self.scene.train), self.cfg.steps)
@@ -289,7 +290,7 @@ class Trainer:
                 st.optimizers[k].param_groups[0]["lr"] = rate
             log.info("resumed from %s at step %d", path, st.step)
         else:
-            st.step, st.train_seconds = ck["step"], ck["train_seconds"]
+            checkpoint.restore_record(st, ck)
         return st
 
     # ------------------------------------------------------------ rendering and losses

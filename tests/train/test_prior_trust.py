@@ -140,3 +140,6 @@ def test_verdicts_travel_with_the_checkpoint(example_dir, tmp_path):
     st2 = resumed.load_checkpoint(tmp_path / "ckpt.pt")
     assert st2.trust is resumed.trust and resumed.trust[key] == t.trust[key]
     assert resumed.trust_report()["views"][key]["weight"] == 0.25
+    evaluating = Trainer(cfg, tmp_path)  # s3dgs.eval reports the verdicts the run trained with
+    evaluating.load_checkpoint(tmp_path / "ckpt.pt", resume=False)
+    assert evaluating.trust[key] == t.trust[key]
