@@ -28,10 +28,11 @@ import numpy as np
 from preprocess.atomic_io import LIVE_TEMP_AGE_S, TEMP_PREFIX, remove_stale_temps
 from preprocess.backends import (BACKENDS, DEFAULT_MODEL, DEFAULT_SPACE, BackendError, BackendOptions, DepthBackend,
                                  RunStopped, make_backend)
+from preprocess.depth_files import DEPTH_FILE_KINDS, accepted_kinds
 from preprocess.depth_png import (META_NAME, DepthFileError, DepthMeta, prior_keys, quantize, read_depth_png,
                                   update_meta, write_depth_png)
 from preprocess.images import (IMAGE_EXTENSIONS, ImageReadError, InputError, list_images, image_size, parse_shard,
-                               select_shard)
+                               select_shard, visible_files)
 
 META_FLUSH_S = 2.0          # how often finished entries are merged into depth_meta.json
 
@@ -118,6 +119,27 @@ def image_keys(images: list[Path], images_dir: Path) -> dict[Path, str]:
         raise InputError(str(e)) from None
 
 
+def prompt_files(folder: str | Path, keys: dict[Path, str]) -> dict[Path, Path]:
+    """Each image's prompt depth file in ``folder``: the file named by the image's key (``a.jpg`` -> ``a.npy``,
+    ``train/r_0.png`` -> ``train/r_0.png``) with any extension :mod:`preprocess.depth_files` reads. Images without one
+    are left out (the backend reports each). Raises :class:`InputError` for a missing or empty folder, two files with
+    one key, or a folder where no file is named like an image."""
+    folder = Path(folder)
+    found: dict[str, Path] = {}
+    for path in visible_files(folder, "prompt depth maps", accepted_kinds()):
+        if path.suffix.lower() not in DEPTH_FILE_KINDS:
+            continue
+        key = path.relative_to(folder).with_suffix("").as_posix()
+        if key in found:
+            raise InputError(f"{folder}: {found[key].name} and {path.name} are both a prompt for {key!r}; keep one")
+        found[key] = path
+    matched = {image: found[key] for image, key in keys.items() if key in found}
+    if keys and not matched:
+        raise InputError(f"{folder}: no prompt depth file ({accepted_kinds()}) is named like an image (e.g. "
+                         f"{next(iter(keys.values()))}.png); name each sensor depth map after its image")
+    return matched
+
+
 def is_done(out: Path, image: Path, key: str, meta: DepthMeta | None) -> bool:
     """True if ``image``'s output ``<key>.png`` exists, has a meta entry, and decodes as a 16-bit PNG of the
     image's size."""
@@ -173,7 +195,8 @@ def generate_depth(images_dir: str | Path, output_dir: str | Path, *, backend: s
                    model: str = DEFAULT_MODEL, space: str = DEFAULT_SPACE, hf_token: str | None = None,
                    device: str = "auto", batch_size: int = 1, overwrite: bool = False, shard: str | None = None,
                    verify: bool = False, num_samples: int = 5, quiet: bool = False, checkpoint_root: str | None = None,
-                   input_size: int = 518, fp32: bool = False) -> Summary:
+                   input_size: int = 518, fp32: bool = False, prompt_depth: str | Path | None = None,
+                   prompt_scale: float = 1e-3) -> Summary:
     """Write 16-bit depth PNGs + depth_meta.json for every image in ``images_dir`` (or shard ``"K/N"`` of them).
 
     Raises :class:`InputError` (bad folder/shard), :class:`BackendError` (backend cannot run) or
@@ -181,17 +204,26 @@ def generate_depth(images_dir: str | Path, output_dir: str | Path, *, backend: s
     run and verification problems are reported in the returned :class:`Summary` (``summary.ok``).
     Shows a progress bar and prints the summary unless ``quiet``; per-image warnings always go to stderr.
     ``checkpoint_root``, ``input_size`` and ``fp32`` configure the vda backend (preprocess/backends/vda.py).
+    ``prompt_depth`` (a folder of sensor depth maps named like the images, values x ``prompt_scale`` = metres) is the
+    prompt of a Prompt Depth Anything model (transformers backend).
     """
     start = time.perf_counter()
     images_dir = Path(images_dir)
-    inside = Path(output_dir).resolve()  # an output folder inside the input folder holds no inputs
-    images = [p for p in list_images(images_dir) if inside not in p.resolve().parents]
+    if prompt_depth is not None and backend != "transformers":
+        raise InputError(f"--prompt-depth: only the transformers backend takes a prompt, not {backend}")
+    if not (math.isfinite(prompt_scale) and prompt_scale > 0):
+        raise InputError(f"--prompt-scale {prompt_scale}: must be a positive number (metres per stored unit)")
+    # an output or prompt folder inside the input folder holds no inputs
+    inside = [Path(d).resolve() for d in (output_dir, prompt_depth) if d is not None]
+    images = [p for p in list_images(images_dir) if not any(d in p.resolve().parents for d in inside)]
     keys = image_keys(images, images_dir)
+    prompts = prompt_files(prompt_depth, keys) if prompt_depth is not None else {}
     k, n = parse_shard(shard)
     runner = make_backend(backend, BackendOptions(model=model, device=device, batch_size=batch_size,
                                                   space=space, hf_token=hf_token, checkpoint_root=checkpoint_root,
                                                   input_size=input_size, fp32=fp32, work_dir=Path(output_dir),
-                                                  quiet=quiet))
+                                                  prompt_depth=None if prompt_depth is None else Path(prompt_depth),
+                                                  prompt_files=prompts, prompt_scale=prompt_scale, quiet=quiet))
     if runner.normalization == "per_sequence" and n > 1:
         raise InputError(f"--shard {shard}: the {backend} backend treats the folder as one sequence; run one job")
     mine = select_shard(images, (k, n))
@@ -285,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=sorted(BACKENDS), default="transformers",
                    help="transformers: local model (default); space: the public Hugging Face Space; "
                         "vda: Video Depth Anything, the sorted images are one video")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="transformers: hub id or local folder (default %(default)s); "
+    p.add_argument("--model", default=DEFAULT_MODEL, help="transformers: hub id or local folder of any supported "
+                                                          "depth-estimation family (default %(default)s); "
                                                           "vda: vits (default), vitb, vitl, metric_vits, ...")
     p.add_argument("--space", default=DEFAULT_SPACE, help="space: Space id or URL (default %(default)s)")
     p.add_argument("--hf-token", default=None, help="Hugging Face token (default: $HF_TOKEN for hub ids only)")
@@ -295,6 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="vda: folder of the .pth checkpoints (default $S3DGS_CHECKPOINT_ROOT or the user cache)")
     p.add_argument("--input-size", type=int, default=518, help="vda: short side of the network input")
     p.add_argument("--fp32", action="store_true", help="vda: float32 on CUDA too (default fp16 there)")
+    p.add_argument("--prompt-depth", default=None, metavar="DIR",
+                   help="transformers, Prompt Depth Anything: sensor depth maps named like the images "
+                        f"({accepted_kinds()}; 0/NaN = missing)")
+    p.add_argument("--prompt-scale", type=float, default=1e-3, metavar="S",
+                   help="metres per stored unit of the prompt maps (default %(default)s: millimetres; 1 for metres)")
     p.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
     p.add_argument("--shard", default=None, metavar="K/N", help="process only shard K of N (cluster arrays)")
     p.add_argument("--verify", action="store_true", help="check sample outputs afterwards")
@@ -317,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
                                  space=args.space, hf_token=args.hf_token,
                                  device=args.device, batch_size=args.batch_size, overwrite=args.overwrite,
                                  shard=args.shard, verify=args.verify, num_samples=args.num_samples, quiet=args.quiet,
-                                 checkpoint_root=args.checkpoint_root, input_size=args.input_size, fp32=args.fp32)
+                                 checkpoint_root=args.checkpoint_root, input_size=args.input_size, fp32=args.fp32,
+                                 prompt_depth=args.prompt_depth, prompt_scale=args.prompt_scale)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
