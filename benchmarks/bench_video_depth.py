@@ -35,11 +35,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))  # video_depth_testing
 
 from bench_depth_throughput import matmul_gflops  # noqa: E402  (this folder is on sys.path)
 from preprocess.video_depth import VideoDepthAnything, build_model, infer_video_depth, stream_video_depth  # noqa: E402
 from preprocess.video_depth.inference import PRECISIONS, STEP, WINDOW, network_size  # noqa: E402
-from preprocess.video_depth.testing import save_random_checkpoint, synthetic_clip  # noqa: E402
+from video_depth_testing import save_random_checkpoint, synthetic_clip  # noqa: E402
 
 
 def vits_model() -> VideoDepthAnything:

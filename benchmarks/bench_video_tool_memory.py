@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))  # video_depth_testing
 
 
 def child(video: str, out: str, ckpt_root: str, frames: int, streaming: bool, input_size: int) -> None:
@@ -48,7 +49,7 @@ def main() -> None:
 
     import imageio_ffmpeg
 
-    from preprocess.video_depth.testing import save_random_checkpoint, synthetic_clip
+    from video_depth_testing import save_random_checkpoint, synthetic_clip
 
     width, height = (int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,6 @@
 """Seconds per stage and registration rate of ``preprocess.video_to_scene`` on a synthetic 720p clip.
 
-The clip (``preprocess.video_to_scene.testing.write_clip``): a textured room with a box, 60 poses on a
+The clip (``write_clip`` of tests/helpers/video_to_scene_testing.py): a textured room with a box, 60 poses on a
 100-degree arc, each written blurred then sharp into an H.264 mp4 at 4 fps, so the default ``--fps 2``
 keeps 60 frames. Prints, from one run:
 
@@ -30,10 +30,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))  # video_to_scene_testing
 
 from preprocess.video_to_scene import Options, video_to_scene  # noqa: E402
 from preprocess.video_to_scene.poses import import_pycolmap  # noqa: E402
-from preprocess.video_to_scene.testing import umeyama, write_clip  # noqa: E402
+from video_to_scene_testing import umeyama, write_clip  # noqa: E402
 from s3dgs.data import colmap  # noqa: E402
 
 

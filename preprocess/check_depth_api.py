@@ -1,4 +1,4 @@
-"""Check the Depth Anything V2 Space: ``python -m preprocess.test_depth_api [IMAGE] [--space ID_OR_URL]``.
+"""Check the Depth Anything V2 Space: ``python -m preprocess.check_depth_api [IMAGE] [--space ID_OR_URL]``.
 
 Connects (same checks as ``generate_depth --backend space``), prints the endpoint's API, sends one
 image (a generated 64x48 gradient if none is given) and prints what came back: types, sizes, value range.
@@ -30,7 +30,7 @@ def describe(item: object) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m preprocess.test_depth_api", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m preprocess.check_depth_api", description=__doc__.split("\n")[0])
     parser.add_argument("image", nargs="?", help="image to send (default: a generated 64x48 gradient)")
     parser.add_argument("--space", default=DEFAULT_SPACE, help="Space id or URL (default %(default)s)")
     parser.add_argument("--hf-token", default=None, help="Hugging Face token (default: $HF_TOKEN for Space ids)")

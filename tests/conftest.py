@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "tests" / "helpers"))  # video_depth_testing, video_to_scene_testing
 
 
 @pytest.fixture(autouse=True, scope="session")

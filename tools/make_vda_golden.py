@@ -7,7 +7,7 @@ replaced by a stand-in when missing. Run from the repository root:
 
     PYTHONPATH=DIR python tools/make_vda_golden.py --official /path/to/Video-Depth-Anything
 
-The official model gets the deterministic random weights of ``preprocess.video_depth.testing``
+The official model gets the deterministic random weights of tests/helpers/video_depth_testing.py
 (strict load, which also proves our key layout); the fixture records its outputs for short synthetic
 clips (``CASES``, stored with each output) so tests compare our implementation with the official numbers without the checkout.
 """
@@ -66,8 +66,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--official", type=Path, required=True, help="checkout of DepthAnything/Video-Depth-Anything")
     args = parser.parse_args()
-    sys.path.insert(0, str(REPO))
-    from preprocess.video_depth.testing import random_state_dict, synthetic_clip
+    sys.path[:0] = [str(REPO), str(REPO / "tests" / "helpers")]  # the checkout, video_depth_testing
+    from video_depth_testing import random_state_dict, synthetic_clip
 
     batch_cls, stream_cls = import_official(args.official)
     commit = subprocess.run(["git", "-C", str(args.official), "rev-parse", "HEAD"], capture_output=True,

@@ -135,13 +135,13 @@ def test_token_only_when_given_and_api_check(fake_space_url, monkeypatch):
 
 
 def test_test_depth_api_cli(fake_space_url, repo_env, python):
-    r = subprocess.run([python, "-m", "preprocess.test_depth_api", "--space", fake_space_url], env=repo_env,
+    r = subprocess.run([python, "-m", "preprocess.check_depth_api", "--space", fake_space_url], env=repo_env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "output 2: File '16-bit raw output (can be considered as disparity)' -> filepath" in r.stdout
     line = next(l for l in r.stdout.splitlines() if l.startswith("  output 2: uint16"))
     assert "64x48" in line and "64 levels" in line
-    r = subprocess.run([python, "-m", "preprocess.test_depth_api", "--space", "http://127.0.0.1:9/"], env=repo_env,
+    r = subprocess.run([python, "-m", "preprocess.check_depth_api", "--space", "http://127.0.0.1:9/"], env=repo_env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and r.stderr.startswith("error: cannot reach Space")
 

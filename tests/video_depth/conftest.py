@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from preprocess.video_depth.testing import save_random_checkpoint
+from video_depth_testing import save_random_checkpoint
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 
-from preprocess.video_depth.testing import synthetic_clip
+from video_depth_testing import synthetic_clip
 
 
 def write_clip(path, n=3, size=(31, 23)):

@@ -11,7 +11,7 @@ from preprocess import generate_depth
 from preprocess.depth_png import DepthMeta, read_depth_png
 from preprocess.video_depth import build_model, infer_video_depth
 from preprocess.video_depth import inference
-from preprocess.video_depth.testing import synthetic_clip
+from video_depth_testing import synthetic_clip
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 N, H, W, SIZE = 26, 20, 28, 28  # two windows; network input 28x42

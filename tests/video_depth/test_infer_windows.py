@@ -6,7 +6,7 @@ import pytest
 from preprocess.video_depth import VideoDepthStream, build_model, infer_video_depth
 from preprocess.video_depth.inference import fit_scale_shift, network_size, window_frames
 from preprocess.video_depth.streaming import CACHE_LIMIT
-from preprocess.video_depth.testing import synthetic_clip
+from video_depth_testing import synthetic_clip
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -11,7 +11,7 @@ import torch
 
 from preprocess.video_depth import CheckpointError, VideoDepthAnything, build_model, checkpoint_filename, load_model
 from preprocess.weights import WeightsError
-from preprocess.video_depth.testing import save_random_checkpoint
+from video_depth_testing import save_random_checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

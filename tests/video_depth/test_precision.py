@@ -6,7 +6,7 @@ import pytest
 
 from preprocess.video_depth import build_model, infer_video_depth, stream_video_depth
 from preprocess.video_depth import inference
-from preprocess.video_depth.testing import synthetic_clip
+from video_depth_testing import synthetic_clip
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 needs_bf16 = pytest.mark.skipif(not inference.native_bf16(),

@@ -22,7 +22,7 @@ from preprocess.video_depth import build_model, infer_video_depth, run_video_dep
 from preprocess.video_depth import run as run_module
 from preprocess.video_depth.ndjson import decode_depth
 from preprocess.video_depth.state import OutputFolderError
-from preprocess.video_depth.testing import synthetic_clip
+from video_depth_testing import synthetic_clip
 
 W, H, FPS, N_SRC = 45, 33, 10, 11   # odd frame size on purpose
 INPUT_SIZE = 28

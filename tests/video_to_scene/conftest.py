@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from preprocess.video_depth.testing import save_random_checkpoint
-from preprocess.video_to_scene.testing import write_clip
+from video_depth_testing import save_random_checkpoint
+from video_to_scene_testing import write_clip
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POSES, WIDTH, HEIGHT, VIDEO_FPS = 24, 320, 240, 4.0  # 48 video frames, each pose blurred then sharp

@@ -11,7 +11,7 @@ import numpy as np
 
 from preprocess.depth_png import DepthMeta, read_depth_png
 from preprocess.video_depth.vis import Mp4Writer
-from preprocess.video_to_scene.testing import umeyama
+from video_to_scene_testing import umeyama
 from s3dgs.data import colmap
 
 from .conftest import VIDEO_FPS, cli_args

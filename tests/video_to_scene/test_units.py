@@ -11,7 +11,7 @@ from preprocess.video_to_scene import SceneError, poses
 from preprocess.video_to_scene.frames import bucket_length, sample_frames, sharpest_per_bucket, sharpness
 from preprocess.video_to_scene.manifest import Manifest
 from preprocess.video_to_scene.stages import Stages
-from preprocess.video_to_scene.testing import umeyama
+from video_to_scene_testing import umeyama
 
 
 def test_bucket_length_follows_fps_and_widens_to_max_frames():
