@@ -25,6 +25,8 @@ def test_wheel_ships_every_package_the_configs_and_the_console_scripts(tmp_path)
     packages = {str(p.parent.relative_to(REPO_ROOT)) for top in ("s3dgs", "preprocess")
                 for p in (REPO_ROOT / top).rglob("__init__.py")}
     assert {f"{p}/__init__.py" for p in packages} <= names, sorted(packages)
+    helpers = [n for n in names if Path(n).name.startswith("test") and n.endswith(".py")]  # test_*, testing.py
+    assert not helpers, helpers
     entry_points = configparser.ConfigParser()
     entry_points.read_string(zipfile.ZipFile(wheel).read(f"{wheel.name.split('-py3')[0]}.dist-info/entry_points.txt")
                              .decode())

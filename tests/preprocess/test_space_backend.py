@@ -134,7 +134,7 @@ def test_token_only_when_given_and_api_check(fake_space_url, monkeypatch):
         check_api({"named_endpoints": {"/predict": {}}}, fake_space_url)
 
 
-def test_test_depth_api_cli(fake_space_url, repo_env, python):
+def test_check_depth_api_cli(fake_space_url, repo_env, python):
     r = subprocess.run([python, "-m", "preprocess.check_depth_api", "--space", fake_space_url], env=repo_env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
