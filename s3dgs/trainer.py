@@ -179,18 +179,19 @@ class Trainer:
         """The anchor fits of the views whose priors are trusted: only these seed points from their priors."""
         return {k: f for k, f in self.anchors.items() if k in self.trust and self.trust[k].state == "trusted"}
 
-    def probe_priors(self) -> None:
+    def probe_priors(self) -> float:
         """Judge the priors the sparse points left ``pending`` by the render of a probe: ``depth_loss.trust.probe`` x
         ``steps`` photometric-only steps from the initialisation without any prior (its own state, same schedule),
         then each pending view's :func:`~s3dgs.reliability.render_verdict`. The run proper then starts afresh with
-        the same seeds. Nothing to do without pending views, or when neither the depth term nor the
-        initialisation uses the priors."""
+        the same seeds. Nothing to do without pending views (none when neither the depth term nor the
+        initialisation uses the priors). Returns the probe's seconds (part of the run's training time)."""
         pending = [v for v in self.scene.train if v.key in self.trust and self.trust[v.key].state == "pending"]
         steps = int(self.cfg.depth_loss.trust.probe * self.cfg.steps)
         if not pending or steps < 1:
-            return
+            return 0.0
         log.info("depth prior: a %d-step photometric probe judges the %d priors the sparse points could not", steps,
                  len(pending))
+        t0 = time.perf_counter()
         st = self._initial_state(prior_fits={})
         for step in tqdm(range(steps), desc="probe", mininterval=1.0, dynamic_ncols=True):
             self.train_step(st, step, self.next_view(st), use_depth=False)
@@ -198,6 +199,7 @@ class Trainer:
             self.judge_by_render(lambda v: self.render(st.params, v, self.cfg.sh_degree)[1:3], pending)
         torch.manual_seed(self.cfg.seed)  # the run proper draws as it would without the probe
         np.random.seed(self.cfg.seed)
+        return time.perf_counter() - t0
 
     def judge_by_render(self, render: Callable[[View], tuple[torch.Tensor, torch.Tensor]], views: list[View]) -> None:
         """Each of ``views``' :func:`~s3dgs.reliability.render_verdict` from its prior's rank agreement with
@@ -481,8 +483,9 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                              "(or resume=<path to ckpt.pt>)")
         st = trainer.load_checkpoint(path)
     else:
-        trainer.probe_priors()
+        probe_seconds = trainer.probe_priors()
         st = trainer.init_state()
+        st.train_seconds = probe_seconds
     log.info("training %d Gaussians for %d steps on %s (%d train views, lambda_depth=%s, depth_loss=%s)",
              len(st.params["means"]), cfg.steps, trainer.device, len(trainer.scene.train), cfg.lambda_depth,
              cfg.depth_loss.name)
