@@ -8,7 +8,8 @@ the sequence (a video depth model), :func:`sequence_alignment` makes one such fi
 ``sparse`` follows the reference 3DGS implementation (utils/make_depth_scale.py): per image, the prior's
 values at the points seen in that image are matched to the points' inverse depth by median and mean
 absolute deviation; images with too few points, or a scale outside [0.2, 5] x the median scale, are
-left out. ``l1`` uses one scene-to-metric factor for the whole scene.
+left out. ``l1`` uses one scene-to-metric factor for the whole scene (:func:`metric_scale`), and so does
+``anchored`` for sensor depth (metric already: no per-view fit).
 """
 
 from __future__ import annotations
@@ -107,8 +108,10 @@ def sparse_alignments(views: list[View], points: torch.Tensor) -> dict[str, tupl
 
 
 def metric_scale(views: list[View], points: torch.Tensor) -> float:
-    """One factor ``k`` (metres per scene unit) with ``k * z_scene ~ metric prior``: the median ratio over
-    the sparse points seen in all views; 1.0 (scene assumed metric) without points."""
+    """One factor ``k`` (metres per scene unit) with ``k * z_scene ~ metric prior``, robustly over the sparse points
+    seen in all views, pooled: the median log ratio, taken again over the inliers (within 3 robust standard
+    deviations of it), so points off the prior's surface (occluded, false matches, sensor outliers) do not bias it;
+    1.0 (scene assumed metric) without points."""
     ratios = []
     for v in views:
         if v.prior is not None and len(points):
@@ -116,10 +119,13 @@ def metric_scale(views: list[View], points: torch.Tensor) -> float:
             ratios.append(pv / z)
     ratios = torch.cat(ratios) if ratios else torch.zeros(0)
     if len(ratios) <= MIN_POINTS:
-        log.warning("depth_loss=l1: no sparse points to relate scene units to the prior's metres; assuming the "
+        log.warning("metric depth prior: no sparse points to relate scene units to the prior's metres; assuming the "
                     "scene is metric (scale 1)")
         return 1.0
-    return float(ratios.median())
+    log_r = ratios.double().log()
+    med = log_r.median()
+    sigma = 1.4826 * (log_r - med).abs().median()
+    return float(log_r[(log_r - med).abs() <= 3 * sigma].median().exp())
 
 
 def ransac_affine(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, threshold: float = 0.5,

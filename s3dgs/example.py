@@ -9,6 +9,15 @@
     OUT_DIR/depth/depth_meta.json     per-image scale and shift, smooth distortion, blur and noise
                                       (``--priors sequence``: one scale, shift and warp for all views)
 
+``--sensor-depth`` writes it instead as a nerfstudio dataset with phone/RGB-D-like sensor depth::
+
+    OUT_DIR/transforms.json           poses and intrinsics; each frame's depth_file_path names its depth map
+    OUT_DIR/images/view_XX.png        the same renders
+    OUT_DIR/depth/view_XX.png         16-bit depth in millimetres (one scene unit = SENSOR_UNIT_M metres), 2%
+                                      multiplicative noise, 20% of the pixels holes (0)
+    OUT_DIR/sparse_pc.ply             the sparse points (ply_file_path), no tracks
+    OUT_DIR/gt_depth/view_XX.npy      exact z-depth (scene units)
+
 The scene: a textured ground disc inside a cylindrical wall, a pot, a box, a ball, and a plant made of
 thin stems (1-2 px wide in the images) carrying leaves: the structures photometric loss alone tends to
 break. Everything is seeded, so the files are identical on every machine. ``python -m s3dgs.train`` with
@@ -28,8 +37,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import plyfile
 
-from preprocess.atomic_io import atomic_path
+from preprocess.atomic_io import atomic_path, atomic_write_json
 from preprocess.depth_png import DepthMeta, quantize, write_depth_png
 from s3dgs.data import colmap
 
@@ -40,6 +50,8 @@ WIDTH, HEIGHT, NUM_VIEWS = 80, 60, 24
 FOV_X = np.deg2rad(60.0)
 SEED = 0
 WALL_RADIUS = 4.0
+SENSOR_UNIT_M = 0.4  # metres per scene unit in the sensor depth (the poses stay in scene units: not metric)
+SENSOR_NOISE, SENSOR_HOLES = 0.02, 0.2  # sensor depth: relative noise (std), share of pixels missing
 LIGHT = np.array([0.4, -0.3, 0.85]) / np.linalg.norm([0.4, -0.3, 0.85])
 
 # (centre, radius, rgb)
@@ -298,23 +310,62 @@ def degrade_points(xyz: np.ndarray, rgb: np.ndarray, tracks: list, rng: np.rando
     return xyz, rgb, tracks
 
 
+def sensor_depth_mm(depth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Phone/RGB-D-like sensor depth from exact z-depth ``[H, W]`` (scene units): uint16 millimetres at
+    :data:`SENSOR_UNIT_M` metres per unit, times ``1 + N(0, SENSOR_NOISE)``, a random :data:`SENSOR_HOLES` share
+    of the pixels 0 (missing)."""
+    mm = depth * SENSOR_UNIT_M * 1000 * (1 + rng.normal(0, SENSOR_NOISE, depth.shape))
+    mm[rng.random(depth.shape) < SENSOR_HOLES] = 0
+    return np.clip(mm.round(), 0, 65535).astype(np.uint16)
+
+
+def write_points_ply(path: Path, xyz: np.ndarray, rgb: np.ndarray) -> None:
+    """Points ``[P, 3]`` and colours ``[P, 3]`` in [0, 1] as a PLY ``vertex`` element (x y z float, red green blue
+    uchar): what nerfstudio's ``ply_file_path`` names."""
+    vertex = np.empty(len(xyz), [("x", "f4"), ("y", "f4"), ("z", "f4"), ("red", "u1"), ("green", "u1"),
+                                 ("blue", "u1")])
+    for i, axis in enumerate("xyz"):
+        vertex[axis] = xyz[:, i]
+    for i, channel in enumerate(("red", "green", "blue")):
+        vertex[channel] = (rgb[:, i] * 255).round()
+    with atomic_path(path) as tmp:
+        plyfile.PlyData([plyfile.PlyElement.describe(vertex, "vertex")]).write(str(tmp))
+
+
+def write_nerfstudio(out: Path, names: list[str], K: np.ndarray, poses: np.ndarray, xyz: np.ndarray,
+                     rgb: np.ndarray) -> None:
+    """``transforms.json`` (OpenGL camera axes, each frame with ``depth_file_path`` depth/<name>.png in
+    millimetres) and ``sparse_pc.ply`` for images ``images/<name>.png`` with intrinsics ``K [3, 3]`` and
+    camera-to-world ``poses [V, 4, 4]`` (OpenCV axes)."""
+    opengl = np.diag([1.0, -1.0, -1.0, 1.0])
+    write_points_ply(out / "sparse_pc.ply", xyz, rgb)
+    atomic_write_json(out / "transforms.json", {
+        "camera_model": "OPENCV", "w": WIDTH, "h": HEIGHT, "fl_x": K[0, 0], "fl_y": K[1, 1], "cx": K[0, 2],
+        "cy": K[1, 2], "depth_unit_scale_factor": 1e-3, "ply_file_path": "sparse_pc.ply",
+        "frames": [{"file_path": f"images/{name}.png", "depth_file_path": f"depth/{name}.png",
+                    "transform_matrix": (c2w @ opengl).tolist()} for name, c2w in zip(names, poses)]})
+
+
 PRIOR_MODES = ("per_frame", "sequence")
 
 
 def write_example(out_dir: str | Path, num_points: int | None = None, point_noise: float = 0.01,
-                  outliers: float = 0.0, priors: str = "per_frame", prior_jitter: float = 0.0) -> Path:
+                  outliers: float = 0.0, priors: str = "per_frame", prior_jitter: float = 0.0,
+                  sensor_depth: bool = False) -> Path:
     """Generate the example scene into ``out_dir`` (created; existing files are overwritten). The defaults give
     the built-in scene (~1000 points, 0.01 noise); ``num_points``, ``point_noise`` (world units; the cameras
     are 2.6 from the plant) and ``outliers`` (share of points moved anywhere) make sparser, worse SfM.
     ``priors``: ``per_frame`` (a random scale, shift and warp per image) or ``sequence`` (one for all images, as
     a video depth model gives; depth_meta.json says ``normalization: per_sequence``); ``prior_jitter``: see
-    :func:`make_prior`."""
+    :func:`make_prior`. ``sensor_depth``: a nerfstudio dataset with sensor depth instead of the COLMAP one with
+    monocular priors (:func:`write_nerfstudio`, :func:`sensor_depth_mm`; the module docstring shows both)."""
     if priors not in PRIOR_MODES:
         raise ValueError(f"priors={priors!r}: use one of {PRIOR_MODES}")
     out = Path(out_dir)
-    for sub in ("images", "sparse/0", "gt_depth", "depth"):
+    for sub in ("images", "gt_depth", "depth") + (() if sensor_depth else ("sparse/0",)):
         (out / sub).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(SEED)
+    sensor_rng = np.random.default_rng(SEED + 1)  # its own stream: the COLMAP example's draws stay as they were
     K, poses = camera_poses()
     names = [f"view_{i:02d}" for i in range(NUM_VIEWS)]
     renders = [render_view(K, c2w) for c2w in poses]
@@ -336,13 +387,20 @@ def write_example(out_dir: str | Path, num_points: int | None = None, point_nois
         with atomic_path(out / "gt_depth" / f"{name}.npy") as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, depth.astype(np.float32))
+        if sensor_depth:
+            write_depth_png(out / "depth" / f"{name}.png", sensor_depth_mm(depth, sensor_rng))
+            continue
         png, lo, hi = quantize(make_prior(depth, rng, shared, prior_jitter))
         write_depth_png(out / "depth" / f"{name}.png", png)
         meta.images[name] = {"min": lo, "max": hi, "width": WIDTH, "height": HEIGHT, "source": f"{name}.png"}
-    meta.save(out / "depth")
+    if not sensor_depth:
+        meta.save(out / "depth")
     xyz, rgb, tracks = sparse_points(K, poses, depths, images, rng, noise=point_noise)
     if num_points is not None or outliers > 0:
         xyz, rgb, tracks = degrade_points(xyz, rgb, tracks, rng, num_points, outliers)
+    if sensor_depth:
+        write_nerfstudio(out, names, K, poses, xyz, rgb)
+        return out
     imgs = {i + 1: colmap.Image(i + 1, colmap.rotmat_to_qvec(np.linalg.inv(c2w)[:3, :3]), np.linalg.inv(c2w)[:3, 3],
                                 1, f"{name}.png", np.zeros((0, 2)), np.zeros(0, np.int64))
             for i, (name, c2w) in enumerate(zip(names, poses))}
@@ -384,8 +442,13 @@ def ensure_example() -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m s3dgs.example",
-                                 description="Write the built-in example scene as a COLMAP dataset.")
+                                 description="Write the built-in example scene as a COLMAP dataset (or, with "
+                                             "--sensor-depth, a nerfstudio one with sensor depth).")
     ap.add_argument("out_dir", help="folder to write (images/, sparse/0/, gt_depth/, depth/)")
+    ap.add_argument("--sensor-depth", action="store_true",
+                    help=f"write a nerfstudio dataset (transforms.json, sparse_pc.ply) whose frames carry "
+                         f"depth_file_path: 16-bit millimetre PNGs of the exact depth at {SENSOR_UNIT_M} m per scene "
+                         f"unit, {SENSOR_NOISE:.0%}% noise, {SENSOR_HOLES:.0%}% holes; no monocular priors")
     ap.add_argument("--points", type=int, default=None, help="keep this many sparse points (default: all, ~1000)")
     ap.add_argument("--point-noise", type=float, default=0.01,
                     help="sparse point position noise in world units (default 0.01; 0.08 = 3%% of the camera distance)")
@@ -399,9 +462,11 @@ def main(argv: list[str] | None = None) -> int:
     if (args.points is not None and args.points < 1 or not 0 <= args.outliers <= 1 or args.point_noise < 0
             or not 0 <= args.prior_jitter < 1):
         ap.error("--points must be >= 1, --outliers in [0, 1], --point-noise >= 0, --prior-jitter in [0, 1)")
+    if args.sensor_depth and (args.priors != "per_frame" or args.prior_jitter):
+        ap.error("--priors and --prior-jitter shape the monocular priors, which --sensor-depth does not write")
     try:
         out = write_example(args.out_dir, args.points, args.point_noise, args.outliers, args.priors,
-                            args.prior_jitter)
+                            args.prior_jitter, args.sensor_depth)
     except OSError as e:
         print(f"error: cannot write the example scene to {args.out_dir}: {e.strerror or e} ({e.filename}); "
               "pass a new or existing folder you can write to", file=sys.stderr)

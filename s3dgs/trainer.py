@@ -21,6 +21,7 @@ from tqdm import tqdm
 from preprocess.atomic_io import atomic_write_json
 from s3dgs import alignment, checkpoint, example, reliability
 from s3dgs.checkpoint import State
+from s3dgs.data.frames import names_sensor_depth
 from s3dgs.data.scene import Scene, View, load_scene
 from s3dgs.errors import TrainError
 from s3dgs.evaluate import evaluate_scene
@@ -46,12 +47,13 @@ def pick_device(name: str) -> torch.device:
 
 def resolve_data(cfg: DictConfig) -> tuple[Path, Path | None]:
     """``(data_dir, depth_dir)``: the example scene when ``data_dir`` is null; ``<data_dir>/depth`` when
-    ``depth_dir`` is null and that folder exists."""
+    ``depth_dir`` is null and that folder exists, unless the frames name sensor depth (nerfstudio
+    ``depth_file_path``, which such exports keep in ``depth/``: then that is the prior)."""
     data_dir = Path(cfg.data_dir).expanduser() if cfg.data_dir else example.ensure_example()
     if cfg.depth_dir:
         return data_dir, Path(cfg.depth_dir).expanduser()
     guess = data_dir / "depth"
-    return data_dir, (guess if guess.is_dir() else None)
+    return data_dir, (guess if guess.is_dir() and not names_sensor_depth(data_dir) else None)
 
 
 class Trainer:
@@ -98,6 +100,9 @@ class Trainer:
         if self.cfg.lambda_depth <= 0 and not self.init_uses_priors():
             return {}, {}, {}
         if self.cfg.lambda_depth > 0 and all(v.prior is None for v in self.scene.train):
+            if self.scene.prior_source == "sensor":
+                raise TrainError("none of the training images has readable sensor depth (depth_file_path; see the "
+                                 "warnings above): fix the depth files or set lambda_depth=0")
             depth_dir = resolve_data(self.cfg)[1]
             key = self.scene.train[0].key
             if not any((depth_dir / f"{v.key}.png").exists() for v in self.scene.train):
@@ -119,8 +124,15 @@ class Trainer:
                         ) -> tuple[dict[str, alignment.Alignment], dict[str, alignment.Alignment], dict[str, str]]:
         """``(the loss's per-view alignments, each view's anchor fit to the sparse points, why the others have
         none)``: the anchor fits are the ``anchored`` loss's own, or made here for the other losses (one scale and
-        shift per view): they judge the priors and seed points from them."""
+        shift per view): they judge the priors and seed points from them. Under ``anchored``, sensor depth (metric,
+        in metres) takes one scale for the scene and offset 0 (:func:`~s3dgs.alignment.metric_scale`) in every view."""
         dl, train, points = self.cfg.depth_loss, self.scene.train, self.scene.points
+        if self.scene.prior_source == "sensor" and name == "anchored":
+            k = alignment.metric_scale(train, points)
+            self.alignment_ran = "per_scene"
+            log.info("depth_loss=anchored: sensor depth, one scale for the scene: %.4g metres per scene unit", k)
+            fits = {v.key: (1.0 / k, 0.0) for v in train if v.prior is not None}
+            return fits, fits, {}
         if name == "anchored":
             if mode == "per_sequence":
                 fit = alignment.sequence_alignment(train, points, kind, self.cfg.seed, dl.inlier_threshold,
@@ -162,13 +174,14 @@ class Trainer:
     def _judge_priors(self, anchors: dict[str, alignment.Alignment], problems: dict[str, str]
                       ) -> dict[str, reliability.Trust]:
         """Each training view's :class:`~s3dgs.reliability.Trust` in its prior as the sparse points judge it
-        (``depth_loss.trust.mode=all``: every prior fully trusted), logged in one line."""
+        (``depth_loss.trust.mode=all``: every prior fully trusted; sensor depth is trusted as measured, without
+        the points' verdict or the probe), logged in one line."""
         t, train = self.cfg.depth_loss.trust, self.scene.train
-        if t.mode == "all":
-            return {v.key: reliability.Trust(1.0, "trusted", "depth_loss.trust.mode=all") for v in train
-                    if v.prior is not None}
-        if t.mode != "measured":
+        if t.mode not in ("measured", "all"):
             raise TrainError(f"depth_loss.trust.mode={t.mode!r}: use measured or all")
+        if t.mode == "all" or self.scene.prior_source == "sensor":
+            why = "sensor depth" if self.scene.prior_source == "sensor" else "depth_loss.trust.mode=all"
+            return {v.key: reliability.Trust(1.0, "trusted", why) for v in train if v.prior is not None}
         trust = reliability.point_trusts(train, self.scene.points, self.scene.prior_kind, set(anchors), problems,
                                          t.points_agree, t.points_reject)
         log.info("depth prior, judged by the sparse points: %s", reliability.summary(trust))
@@ -433,6 +446,7 @@ class Trainer:
         name = cfg.depth_loss.name
         used = cfg.lambda_depth > 0 and self.scene.prior_kind is not None
         depth = {"loss": name if used else "none", "alignment": self.alignment_ran if used else "none",
+                 "kind": self.scene.prior_kind, "source": self.scene.prior_source,
                  "views_with_prior": sum(v.prior is not None for v in self.scene.train),
                  "views_anchored": len(self.depth_align) if name in ("anchored", "sparse") else 0,
                  "views_scale_field": sum(isinstance(f, alignment.ScaleField) for f in self.depth_align.values()),

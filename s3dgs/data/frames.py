@@ -2,7 +2,8 @@
 
 Three layouts: COLMAP (``images/`` + ``sparse/0``, optional ``masks/``), NeRF/Blender
 (``transforms_{train,test}.json``) and nerfstudio / instant-ngp (``transforms.json``, optional
-``ply_file_path`` points and per-frame ``mask_path``). Poses come out camera-to-world in OpenCV axes
+``ply_file_path`` points, per-frame ``mask_path`` and sensor ``depth_file_path`` with
+``depth_unit_scale_factor``). Poses come out camera-to-world in OpenCV axes
 (x right, y down, z forward); intrinsics at the image files' full resolution.
 """
 
@@ -76,6 +77,8 @@ class Frame:
     split: str | None = None  # "train"/"test" when the layout fixes it
     point_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sparse points seen
     mask_path: Path | None = None  # greyscale / 1-bit image, nonzero = pixel counts in the losses
+    depth_path: Path | None = None  # sensor depth map (nerfstudio depth_file_path), any preprocess.depth_files kind
+    depth_unit_scale: float = 1e-3  # metres per stored depth value (depth_unit_scale_factor; default mm)
 
 
 @dataclass
@@ -265,8 +268,20 @@ def _nerfstudio_frame(fr: dict, meta: dict, data_dir: Path, path: Path) -> Frame
     if mask is not None and not mask.is_file():
         raise DataError(f"{mask}: mask_path of {fr['file_path']} in {path.name} does not exist; fix mask_path "
                         "or remove it")
+    scale = get("depth_unit_scale_factor", 1e-3)
+    if not (isinstance(scale, (int, float)) and scale > 0):
+        raise DataError(f"{path}: depth_unit_scale_factor {scale!r} of {fr['file_path']}: must be a positive number "
+                        "(metres per stored depth value, e.g. 0.001 for millimetres)")
+    depth = data_dir / fr["depth_file_path"] if fr.get("depth_file_path") else None
     return Frame(img.relative_to(data_dir).as_posix(), img, K, c2w @ _OPENGL_TO_OPENCV, int(w), int(h), dist,
-                 mask_path=mask)
+                 mask_path=mask, depth_path=depth, depth_unit_scale=float(scale))
+
+
+def names_sensor_depth(data_dir: Path) -> bool:
+    """Whether ``data_dir`` is a nerfstudio dataset whose frames name sensor depth (``depth_file_path``)."""
+    path = data_dir / "transforms.json"
+    return (detect_layout(data_dir) == "nerfstudio"
+            and any(fr.get("depth_file_path") for fr in _load_json(path).get("frames", [])))
 
 
 def read_nerfstudio(data_dir: Path) -> Layout:

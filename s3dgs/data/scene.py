@@ -3,7 +3,8 @@
 ``load_scene`` reads any supported layout (see :mod:`s3dgs.data.frames`), downscales, undistorts
 with OpenCV, splits train/test (every ``test_every``-th image is a test view unless the layout fixes
 the split), and attaches the user's masks, the depth prior and ``gt_depth/<key>.npy`` of each view
-when present. Transparent images are composited on the scene's background and keep their alpha.
+when present. The depth prior comes from ``depth_dir`` when given, else from the frames' sensor depth
+(nerfstudio ``depth_file_path``: metric depth, :func:`attach_sensor_depth`). Transparent images are composited on the scene's background and keep their alpha.
 A view's key names its files (priors, ground truth, renders, per-view metrics): the image's stem, or its
 relative path when stems repeat (``preprocess.depth_png.prior_keys``, docs/formats.md).
 """
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from preprocess.depth_files import DepthReadError, read_depth_file
 from preprocess.depth_png import DepthFileError, prior_keys
 from preprocess.images import ImageReadError, open_image, to_rgb8
 from s3dgs.data.frames import IMAGE_EXTS, DataError, Distortion, Frame, read_layout
@@ -70,6 +72,7 @@ class Scene:
     prior_kind: str | None = None  # "inverse_depth" or "depth" when depth priors are attached
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)  # RGB the images are composited on
     prior_normalization: str = "per_image"  # "per_sequence": one scale/shift relates every prior to the truth
+    prior_source: str | None = None  # "depth_dir" (priors from a folder) or "sensor" (nerfstudio depth_file_path)
 
     @property
     def views(self) -> list[View]:
@@ -250,6 +253,30 @@ def attach_prior(view: View, prior: np.ndarray, kind: str, step: float = 0.0,
     return None
 
 
+def attach_sensor_depth(views: list[View], frames: list[Frame]) -> int:
+    """Attach each frame's sensor depth (``Frame.depth_path``) to its view as a metric ``depth`` prior in metres
+    (stored value x ``Frame.depth_unit_scale``; 0, NaN, inf and negative values are holes, which stay holes through
+    :func:`attach_prior`), its quantisation step one stored unit when the file holds whole numbers. A frame whose
+    file is missing or unreadable gets one warning naming it and no prior. Returns how many views got one."""
+    attached = 0
+    for view, frame in zip(views, frames):
+        if frame.depth_path is None:
+            continue
+        try:
+            raw = read_depth_file(frame.depth_path)
+        except DepthReadError as e:
+            log.warning("sensor depth of %s: %s; this view trains without a depth prior", frame.name, e)
+            continue
+        finite = raw[np.isfinite(raw)]
+        step = frame.depth_unit_scale if np.array_equal(finite, np.round(finite)) else 0.0
+        why = attach_prior(view, raw * frame.depth_unit_scale, "depth", step)
+        if why:
+            log.warning("sensor depth of %s (%s): %s; this view trains without a depth prior", frame.name,
+                        frame.depth_path, why)
+        attached += why is None
+    return attached
+
+
 def split_views(views: list[View], splits: list[str | None], test_every: int, num_train_views: int | None
                 ) -> tuple[list[View], list[View]]:
     """Views sorted by name -> (train, test): a split fixed by the layout, else every ``test_every``-th image
@@ -277,7 +304,8 @@ def load_scene(data_dir: str | Path, kind: str = "auto", images_dir: str = "imag
                background: Sequence[float] | str | None = None, test_every: int = 8,
                num_train_views: int | None = None, depth_dir: str | Path | None = None) -> Scene:
     """Read the dataset in ``data_dir`` into a :class:`Scene` at ``1/downscale`` resolution, with the depth
-    priors in ``depth_dir`` (if given) attached to the views. ``background``: see :func:`resolve_background`."""
+    priors in ``depth_dir`` attached to the views, or without ``depth_dir`` the frames' sensor depth (nerfstudio
+    ``depth_file_path``, :func:`attach_sensor_depth`). ``background``: see :func:`resolve_background`."""
     data_dir = Path(data_dir)
     layout = read_layout(data_dir, kind, images_dir)
     bg = resolve_background(background, layout.kind)
@@ -286,10 +314,14 @@ def load_scene(data_dir: str | Path, kind: str = "auto", images_dir: str = "imag
     except DepthFileError as e:
         raise DataError(str(e)) from None
     views = [_load_view(f, k, data_dir, downscale, np.asarray(bg, np.float32)) for f, k in zip(layout.frames, keys)]
-    prior_kind, normalization = None, "per_image"
+    prior_kind, normalization, source = None, "per_image", None
+    sensor = sum(f.depth_path is not None for f in layout.frames)
     if depth_dir is not None:
+        if sensor:
+            log.info("depth_dir=%s is given: its priors are used, not the sensor depth (depth_file_path) of %d frames",
+                     depth_dir, sensor)
         priors = load_priors(depth_dir, keys)
-        prior_kind, normalization = priors.kind, priors.normalization
+        prior_kind, normalization, source = priors.kind, priors.normalization, "depth_dir"
         problems = {v.key: priors.problems.get(v.key)
                     or attach_prior(v, priors.maps[v.key], priors.kind, priors.steps[v.key],
                                     priors.confidence.get(v.key)) for v in views}
@@ -297,9 +329,13 @@ def load_scene(data_dir: str | Path, kind: str = "auto", images_dir: str = "imag
         if problems:
             log.warning("%d of %d views train without the depth term (no usable prior): %s", len(problems),
                         len(views), "; ".join(f"{k}: {v}" for k, v in problems.items()))
+    elif sensor and attach_sensor_depth(views, layout.frames):
+        prior_kind, source = "depth", "sensor"
+        log.info("sensor depth (depth_file_path) attached to %d of %d views as metric depth",
+                 sum(v.prior is not None for v in views), len(views))
     train, test = split_views(views, [f.split for f in layout.frames], test_every, num_train_views)
     log.info("%s dataset %s: %d train / %d test views at %dx%d, %d sparse points", layout.kind, data_dir,
              len(train), len(test), train[0].width, train[0].height, len(layout.points))
     return Scene(train, test, torch.from_numpy(layout.points.astype(np.float32)),
                  torch.from_numpy(layout.points_rgb.astype(np.float32) / 255.0), layout.kind, prior_kind, bg,
-                 normalization)
+                 normalization, source)
