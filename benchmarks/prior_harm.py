@@ -15,7 +15,7 @@ steps; prints test PSNR / SSIM, the difference to ``lambda_depth=0`` and what th
 Target (issue 23): every bad kind within 0.1 dB of ``lambda_depth=0``. For example::
 
     python benchmarks/prior_harm.py data_local/fox:8 --real data_local/fox/depth_pydnet \\
-        --other-scene data_local/beer/depth_pydnet --out /tmp/harm_fox -- strategy.cap_max=10000
+        --other-scene data_local/beer/depth_pydnet --out /tmp/harm_fox --overrides strategy.cap_max=10000
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True, help="prior folders and runs (reruns reuse finished runs)")
-    ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
+    ap.add_argument("--overrides", nargs="*", default=[], help="extra Hydra overrides for every run")
     args = ap.parse_args()
     folder, _, factor = args.dataset.partition(":")
     data, downscale = Path(folder), int(factor or 1)
