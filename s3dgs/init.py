@@ -245,9 +245,10 @@ def initial_points(scene: Scene, cfg: DictConfig, extent: float, generator: torc
     if cfg.from_priors is True and scene.prior_kind is None:
         raise TrainError("init.from_priors=true but there are no depth priors; set depth_dir=... or "
                          "init.from_priors=auto")
-    if cfg.from_priors is True or (cfg.from_priors == "auto" and scene.prior_kind is not None):
-        per_view, fitted = cfg.prior_points, sum(v.key in prior_fits for v in scene.train)
-        if max_points and fitted and len(pts) + per_view * fitted > max_points:
+    fitted = sum(v.key in prior_fits for v in scene.train)  # views whose prior is trusted (the log said which)
+    if fitted and (cfg.from_priors is True or (cfg.from_priors == "auto" and scene.prior_kind is not None)):
+        per_view = cfg.prior_points
+        if max_points and len(pts) + per_view * fitted > max_points:
             per_view = max(0, max_points - len(pts)) // fitted
             log.info("init.from_priors: %d points per view instead of %d, to stay within the %d Gaussians the "
                      "device allows (strategy.cap_max)", per_view, cfg.prior_points, max_points)
