@@ -211,6 +211,12 @@ def carved_random_points(centre: torch.Tensor, half_size: float, n: int, views: 
     return torch.cat(pts)[:n], torch.cat(rgb)[:n]
 
 
+def uses_prior_points(cfg: DictConfig, prior_kind: str | None) -> bool:
+    """Whether the initialisation (``init`` config group) back-projects priors: ``from_priors`` true, or auto with
+    priors of ``prior_kind``."""
+    return cfg.from_priors is True or (cfg.from_priors == "auto" and prior_kind is not None)
+
+
 def initial_points(scene: Scene, cfg: DictConfig, extent: float, generator: torch.Generator,
                    prior_fits: dict[str, alignment.Alignment], max_points: int = 0
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -246,7 +252,7 @@ def initial_points(scene: Scene, cfg: DictConfig, extent: float, generator: torc
         raise TrainError("init.from_priors=true but there are no depth priors; set depth_dir=... or "
                          "init.from_priors=auto")
     fitted = sum(v.key in prior_fits for v in scene.train)  # views whose prior is trusted (the log said which)
-    if fitted and (cfg.from_priors is True or (cfg.from_priors == "auto" and scene.prior_kind is not None)):
+    if fitted and uses_prior_points(cfg, scene.prior_kind):
         per_view = cfg.prior_points
         if max_points and len(pts) + per_view * fitted > max_points:
             per_view = max(0, max_points - len(pts)) // fitted

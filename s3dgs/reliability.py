@@ -169,14 +169,23 @@ def point_trusts(views: list[View], points: torch.Tensor, kind: str, fitted: set
     return trust
 
 
+def state_counts(trust: dict[str, Trust]) -> dict[str, int]:
+    """How many views are in each of :data:`STATES`."""
+    states = Counter(t.state for t in trust.values())
+    return {s: states[s] for s in STATES}
+
+
+def mean_weight(trust: dict[str, Trust]) -> float:
+    """The mean weight over the views with a prior (0 without any)."""
+    return sum(t.weight for t in trust.values()) / max(len(trust), 1)
+
+
 def summary(trust: dict[str, Trust]) -> str:
     """One line: how many views are in each state, the rejected ones' causes with their counts, the mean weight."""
-    states = Counter(t.state for t in trust.values())
-    parts = [f"{states[s]} {s}" for s in STATES if states[s]]
+    parts = [f"{n} {s}" for s, n in state_counts(trust).items() if n]
     causes = Counter(t.why for t in trust.values() if t.state == "rejected")
     line = f"{', '.join(parts)} of {len(trust)} views with a prior"
     if causes:
         line += " (rejected: " + "; ".join(f"{n} {c}" for c, n in causes.most_common()) + ")"
-    mean = sum(t.weight for t in trust.values()) / max(len(trust), 1)
-    return f"{line}; mean weight {mean:.2f}"
+    return f"{line}; mean weight {mean_weight(trust):.2f}"
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
+from s3dgs import reliability
 from s3dgs.data.scene import View
 from s3dgs.errors import TrainError
 from s3dgs.evaluate import depth_colors, disparity_range, evaluate_views, to_uint8
@@ -78,9 +79,9 @@ class TensorBoardLog:
             for name, opt in st.optimizers.items():
                 w.add_scalar(f"lr/{name}", opt.param_groups[0]["lr"], step)
             if st.trust:
-                w.add_scalar("depth/mean_weight", sum(t.weight for t in st.trust.values()) / len(st.trust), step)
-                for state in ("trusted", "render", "pending", "rejected"):
-                    w.add_scalar(f"depth/views_{state}", sum(t.state == state for t in st.trust.values()), step)
+                w.add_scalar("depth/mean_weight", reliability.mean_weight(st.trust), step)
+                for state, n in reliability.state_counts(st.trust).items():
+                    w.add_scalar(f"depth/views_{state}", n, step)
         if st.trust and ((self.eval_every and step % self.eval_every == 0) or last):
             for key, t in st.trust.items():
                 self.writer.add_scalar(f"depth_weight/{key}", t.weight, step)

@@ -26,7 +26,7 @@ from s3dgs.data.scene import Scene, View, load_scene
 from s3dgs.errors import TrainError
 from s3dgs.evaluate import evaluate_scene
 from s3dgs.gaussians import make_optimizers, save_ply
-from s3dgs.init import init_gaussians, initial_points
+from s3dgs.init import init_gaussians, initial_points, uses_prior_points
 from s3dgs.losses import depth_loss, photometric_loss, to_prior_space
 from s3dgs.metrics import psnr
 from s3dgs.render import rasterization
@@ -97,7 +97,7 @@ class Trainer:
                 log.warning("lambda_depth=%s but no depth priors (set depth_dir=...): training without the depth term",
                             self.cfg.lambda_depth)
             return {}, {}, {}
-        if self.cfg.lambda_depth <= 0 and not self.init_uses_priors():
+        if self.cfg.lambda_depth <= 0 and not uses_prior_points(self.cfg.init, kind):
             return {}, {}, {}
         if self.cfg.lambda_depth > 0 and all(v.prior is None for v in self.scene.train):
             if self.scene.prior_source == "sensor":
@@ -220,19 +220,12 @@ class Trainer:
         t = self.cfg.depth_loss.trust
         for v in views:
             depth, alpha = (x[0].detach() for x in render(v))
-            mask = v.prior_valid.to(self.device) & (alpha > self.cfg.depth_loss.min_alpha)
-            if v.mask is not None:
-                mask &= v.mask.to(self.device)
+            mask = self.depth_mask(v, alpha)
             rho = reliability.render_agreement(to_prior_space(depth, self.scene.prior_kind, self.cfg.near_plane),
                                                v.prior.to(self.device), mask)
             self.trust[v.key] = reliability.render_verdict(self.trust[v.key], rho, t.render_reject, t.render_agree)
         log.info("depth prior, judged by the sparse points and the probe's render: %s",
                  reliability.summary(self.trust))
-
-    def init_uses_priors(self) -> bool:
-        """Whether the initialisation back-projects priors (``init.from_priors`` true, or auto with priors)."""
-        f = self.cfg.init.from_priors
-        return f is True or (f == "auto" and self.scene.prior_kind is not None)
 
     def alignment_mode(self) -> str:
         """``depth_loss.alignment`` resolved: ``auto`` is ``per_sequence`` for the ``anchored`` loss on priors that
@@ -328,6 +321,12 @@ class Trainer:
         """``lambda_depth`` at ``step``, decayed exponentially to ``decay x lambda_depth`` at the last step."""
         return self.cfg.lambda_depth * self.cfg.depth_loss.decay ** (step / self.cfg.steps)
 
+    def depth_mask(self, view: View, alpha: torch.Tensor) -> torch.Tensor:
+        """``[H, W]`` bool: where ``view``'s prior is compared with a render of alpha ``[H, W]``: valid prior pixels the
+        render covers (``depth_loss.min_alpha``) that the image mask allows."""
+        mask = view.prior_valid.to(self.device) & (alpha > self.cfg.depth_loss.min_alpha)
+        return mask if view.mask is None else mask & view.mask.to(self.device)
+
     def view_depth_loss(self, view: View, depth: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor | None:
         """``view``'s depth loss for the rendered z-depth and alpha ``[H, W]``, times the weight its prior has earned
         (:mod:`s3dgs.reliability`); None without a weight."""
@@ -335,9 +334,7 @@ class Trainer:
         if view.prior is None or trust is None or trust.weight <= 0:
             return None
         dev, dl = self.device, self.cfg.depth_loss
-        mask = view.prior_valid.to(dev) & (alpha > dl.min_alpha)
-        if view.mask is not None:
-            mask &= view.mask.to(dev)
+        mask = self.depth_mask(view, alpha)
         r = to_prior_space(depth, self.scene.prior_kind, self.cfg.near_plane)
         prior = view.prior.to(dev)
         robust = ({"robust_c": dl.robust_c, "grad_weight": dl.grad_weight, "quant_step": view.prior_step}
@@ -461,9 +458,8 @@ class Trainer:
         one-line summary and each view's :meth:`~s3dgs.reliability.Trust.as_dict`; empty when nothing judged them."""
         if not self.trust:
             return {}
-        states = {s: sum(t.state == s for t in self.trust.values()) for s in reliability.STATES}
-        mean = sum(t.weight for t in self.trust.values()) / len(self.trust)
-        return ({f"views_{s}": n for s, n in states.items()} | {"mean_weight": round(mean, 4),
+        states = reliability.state_counts(self.trust)
+        return ({f"views_{s}": n for s, n in states.items()} | {"mean_weight": round(reliability.mean_weight(self.trust), 4),
                 "summary": reliability.summary(self.trust), "views": {k: t.as_dict() for k, t in self.trust.items()}})
 
     def write_outputs(self, st: State) -> dict[str, Any]:

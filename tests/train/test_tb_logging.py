@@ -35,6 +35,8 @@ def test_scalars_and_test_images_at_their_steps_and_resume_continues(run_train, 
     assert all(e.value > 0 for e in ea.Scalars("train/sec_per_step"))
     assert [(e.step, e.value) for e in ea.Scalars("depth/mean_weight")] == [(2, 1.0), (4, 1.0), (6, 1.0)]
     assert [e.value for e in ea.Scalars("depth/views_trusted")] == [21, 21, 21]
+    assert {t for t in scalars if t.startswith("depth/views_")} == {
+        "depth/views_trusted", "depth/views_partial", "depth/views_pending", "depth/views_rejected"}
     weights = [t for t in scalars if t.startswith("depth_weight/")]
     assert len(weights) == 21 and [(e.step, e.value) for e in ea.Scalars("depth_weight/view_01")] == [(4, 1.0), (6, 1.0)]
     assert sorted(t for t in ea.Tags()["images"]) == ["test_view/view_00", "test_view/view_08", "test_view/view_16"]
