@@ -22,8 +22,10 @@ from omegaconf import DictConfig
 from preprocess.depth_png import DepthFileError
 from s3dgs.config_dir import config_path
 from s3dgs.data.frames import DataError
+from s3dgs.errors import TrainError
+from s3dgs.run import lookup
 from s3dgs.sweep import register_resolvers
-from s3dgs.trainer import TrainError, lookup, train
+from s3dgs.trainer import train
 
 log = logging.getLogger("s3dgs.train")
 register_resolvers()

@@ -303,7 +303,9 @@ class _LazyEngine:
         self._model = None
 
     def __call__(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        from preprocess.video_depth import infer_video_depth, load_model, stream_video_depth
+        from preprocess.video_depth.inference import infer_video_depth
+        from preprocess.video_depth.model import load_model
+        from preprocess.video_depth.streaming import stream_video_depth
 
         if self._model is None:
             self._model = load_model(self.encoder, metric=self.metric, checkpoint_root=self.checkpoint_root,
