@@ -23,11 +23,9 @@ from scipy.spatial.transform import Rotation, Slerp
 from tqdm import tqdm
 
 from preprocess.atomic_io import atomic_path, atomic_write_json
-from preprocess.depth_png import DepthFileError
+from preprocess.errors import S3dgsError
 from preprocess.video_depth.vis import Mp4Writer
-from s3dgs.data.frames import DataError
 from s3dgs.data.scene import View
-from s3dgs.errors import RunError, TrainError
 from s3dgs.evaluate import RenderFn
 from s3dgs.report import run_metrics
 from s3dgs.run import load_run
@@ -35,7 +33,7 @@ from s3dgs.run import load_run
 TRAINING_FIELDS = ("train_seconds", "device")  # kept from the run's metrics.json: facts of training, not of eval
 
 
-class EvalError(ValueError):
+class EvalError(S3dgsError, ValueError):
     """Evaluation options that cannot work; the message says what to change."""
 
 
@@ -113,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         metrics = evaluate_run(args.run_dir, args.video, args.frames, args.fps, args.device)
-    except (EvalError, RunError, TrainError, DataError, DepthFileError) as e:
+    except S3dgsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     for split in ("test", "train"):

@@ -16,22 +16,12 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from preprocess.devices import pick_device
 from s3dgs import checkpoint, example
 from s3dgs.data.frames import names_sensor_depth
 from s3dgs.data.scene import Scene, View, load_scene
-from s3dgs.errors import RunError, TrainError
+from s3dgs.errors import RunError
 from s3dgs.splat import RenderOptions, render
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:N`` -> the device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainError("device=cuda but no CUDA device is available; use device=cpu or device=auto")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise TrainError(f"device={name!r}: use auto, cpu or cuda")
-    return torch.device(name)
 
 
 def resolve_data(cfg: DictConfig) -> tuple[Path, Path | None]:

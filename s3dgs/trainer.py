@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from preprocess.atomic_io import atomic_write_json
+from preprocess.devices import pick_device
 from s3dgs import alignment, checkpoint, reliability, splat
 from s3dgs.checkpoint import Record, State
 from s3dgs.data.scene import Scene, View
@@ -27,7 +28,7 @@ from s3dgs.init import init_gaussians, initial_points, uses_prior_points
 from s3dgs.losses import depth_loss, photometric_loss, to_prior_space
 from s3dgs.metrics import psnr
 from s3dgs.report import depth_facts, run_metrics
-from s3dgs.run import load_run_scene, pick_device, resolve_data
+from s3dgs.run import load_run_scene, resolve_data
 from s3dgs.strategy import BudgetDefaultStrategy, gaussian_budget, make_strategy, scaled_steps, strategy_regulariser
 from s3dgs.tb_logging import TensorBoardLog
 

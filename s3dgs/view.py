@@ -26,15 +26,16 @@ import viser
 from gsplat.cuda._torch_impl import _quat_scale_to_covar_preci
 
 from preprocess.atomic_io import atomic_write_bytes
-
+from preprocess.devices import pick_device
+from preprocess.errors import S3dgsError
 from s3dgs.checkpoint import State
 from s3dgs.data.frames import DataError, read_layout
 from s3dgs.data.scene import Scene
-from s3dgs.errors import RunError, TrainError
+from s3dgs.errors import RunError
 from s3dgs.evaluate import depth_colors, disparity_range
-from s3dgs.export import ExportError, load_model
+from s3dgs.export import load_model
 from s3dgs.gaussians import SH_C0
-from s3dgs.run import load_run_config, pick_device, resolve_data
+from s3dgs.run import load_run_config, resolve_data
 from s3dgs.splat import RenderOptions, rasterize
 
 log = logging.getLogger(__name__)
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {export_page(args.model, args.export)}")
             return 0
         viewer = serve(args.model, args.port, args.host, args.device)
-    except (ExportError, TrainError, OSError) as e:
+    except (S3dgsError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"viewer at http://{args.host}:{viewer.server.get_port()} (Ctrl-C to stop)", flush=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from preprocess.atomic_io import atomic_write_bytes
+from preprocess.errors import S3dgsError
 
 # model name -> (COLMAP model id, number of parameters)
 CAMERA_MODELS: dict[str, tuple[int, int]] = {
@@ -25,7 +26,7 @@ CAMERA_MODELS: dict[str, tuple[int, int]] = {
 MODEL_BY_ID = {mid: (name, n) for name, (mid, n) in CAMERA_MODELS.items()}
 
 
-class ColmapError(ValueError):
+class ColmapError(S3dgsError, ValueError):
     """A COLMAP model that cannot be read; the message names the file and the fix."""
 
 
