@@ -215,23 +215,23 @@ class Trainer:
         return time.perf_counter() - t0
 
     def judge_by_render(self, render: Callable[[View], tuple[torch.Tensor, torch.Tensor]], views: list[View]) -> None:
-        """Each of ``views``' verdict from ``render(view) -> (z-depth, alpha)`` (``[1, H, W]`` each): trusted when
-        its prior agrees with the sparse points as well as the render does (:func:`~s3dgs.reliability.points_bar`
-        over the training views), else :func:`~s3dgs.reliability.render_verdict` from its prior's rank agreement
-        with the render over the rendered surface; logged in one line."""
+        """Each of ``views``' verdict from ``render(view) -> (z-depth, alpha)`` (``[1, H, W]`` each): by the sparse
+        points, relative to how well the render agrees with them (:func:`~s3dgs.reliability.points_reverdict`),
+        else :func:`~s3dgs.reliability.render_verdict` from its prior's rank agreement with the render over the
+        rendered surface; logged in one line."""
         t = self.cfg.depth_loss.trust
-        qualities = []
+        qualities: dict[str, float] = {}  # the render's rank agreement with the sparse points, per view
         for v in self.scene.train:
             if v.prior is None or len(self.scene.points) == 0:
                 continue
             _, z, uv = alignment.seen_points(v, self.scene.points)
             if len(z) >= alignment.MIN_POINTS:
                 depth = render(v)[0][0].detach()
-                qualities.append(reliability.rank_correlation(1.0 / alignment.sample(depth, uv).clamp_min(1e-12),
-                                                              1.0 / z, uv))
-        bar = reliability.points_bar(qualities, t.points_agree, t.probe_reference, t.probe_least)
+                qualities[v.key] = reliability.rank_correlation(
+                    1.0 / alignment.sample(depth, uv).clamp_min(1e-12), 1.0 / z, uv)
+        bar = reliability.points_bar(list(qualities.values()), t.points_agree, t.probe_reference, t.probe_least)
         for v in views:
-            verdict = reliability.points_reverdict(self.trust[v.key], bar)
+            verdict = reliability.points_reverdict(self.trust[v.key], bar, qualities.get(v.key), t.probe_margin)
             if verdict is None:
                 depth, alpha = (x[0].detach() for x in render(v))
                 mask = self.depth_mask(v, alpha)
@@ -241,7 +241,8 @@ class Trainer:
             self.trust[v.key] = verdict
         if qualities:
             log.info("depth prior: the probe's render agrees with the sparse points at %.2f (median rank correlation):"
-                     " a prior agreeing at %.2f or more is trusted", float(torch.tensor(qualities).median()), bar)
+                     " a prior agreeing at %.2f or more is trusted", float(torch.tensor(list(qualities.values())).median()),
+                     bar)
         log.info("depth prior, judged by the sparse points and the probe's render: %s",
                  reliability.summary(self.trust))
 

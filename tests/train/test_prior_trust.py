@@ -60,10 +60,14 @@ def test_the_points_bar_follows_how_well_the_probe_agrees_with_the_points():
     assert reliability.points_bar([], 0.8, 0.9, 0.5) == 0.8
     assert reliability.points_bar([-0.2, 0.1, 0.4], 0.8, 0.9, 0.5) == 0.8  # a probe that learned nothing: no say
     pending = reliability.Trust(0.0, "pending", "between", 300, 0.65)
-    verdict = reliability.points_reverdict(pending, bar)
+    verdict = reliability.points_reverdict(pending, bar, render_rho=0.7, margin=0.15)
     assert verdict.state == "trusted" and verdict.weight == 1.0 and verdict.points_seen == 300
-    assert reliability.points_reverdict(reliability.Trust(0.0, "pending", "between", 300, 0.55), bar) is None
-    assert reliability.points_reverdict(reliability.Trust(0.0, "pending", "too few points", 3), bar) is None
+    middling = reliability.Trust(0.0, "pending", "between", 300, 0.55)
+    assert reliability.points_reverdict(middling, bar, 0.6, 0.15) is None  # the render decides
+    assert reliability.points_reverdict(reliability.Trust(0.0, "pending", "too few points", 3), bar, None, 0.15) is None
+    # a dense capture's probe render agrees with the points at 0.95: a prior at 0.7 there is worse than the images
+    worse = reliability.points_reverdict(reliability.Trust(0.0, "pending", "between", 300, 0.7), 0.8, 0.95, 0.15)
+    assert worse.state == "rejected" and worse.weight == 0.0 and "render agrees better" in worse.why
 
 
 def test_wrong_and_constant_priors_are_rejected_and_seed_no_points(small_copy, tmp_path):
