@@ -12,21 +12,12 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from scipy.interpolate import CubicSpline
-from scipy.spatial.transform import Rotation, Slerp
-from tqdm import tqdm
-
-from preprocess.atomic_io import atomic_path, atomic_write_json
+from preprocess.atomic_io import atomic_write_json
 from preprocess.errors import S3dgsError
-from preprocess.video_depth.vis import Mp4Writer
-from s3dgs.data.scene import View
-from s3dgs.evaluate import RenderFn
+from s3dgs.camera_path import write_path_video
 from s3dgs.report import run_metrics
 from s3dgs.run import load_run
 
@@ -35,38 +26,6 @@ TRAINING_FIELDS = ("train_seconds", "device")  # kept from the run's metrics.jso
 
 class EvalError(S3dgsError, ValueError):
     """Evaluation options that cannot work; the message says what to change."""
-
-
-def camera_path(camtoworlds: np.ndarray, frames: int) -> np.ndarray:
-    """``frames`` camera-to-world matrices ``[frames, 4, 4]`` on a smooth path through ``camtoworlds
-    [N, 4, 4]`` in their order, first to last: positions on a cubic spline, rotations slerped, one knot per camera."""
-    if len(camtoworlds) == 1:
-        return np.repeat(camtoworlds, frames, axis=0)
-    knots = np.arange(len(camtoworlds))
-    t = np.linspace(0, knots[-1], frames)
-    out = np.tile(np.eye(4), (frames, 1, 1))
-    out[:, :3, :3] = Slerp(knots, Rotation.from_matrix(camtoworlds[:, :3, :3]))(t).as_matrix()
-    out[:, :3, 3] = CubicSpline(knots, camtoworlds[:, :3, 3])(t)
-    return out
-
-
-def path_views(views: list[View], frames: int) -> list[View]:
-    """:func:`camera_path` through ``views`` sorted by name, as views with the first one's intrinsics and size."""
-    ordered = sorted(views, key=lambda v: v.name)
-    poses = camera_path(np.stack([v.camtoworld.double().numpy() for v in ordered]), frames)
-    return [replace(ordered[0], name=f"path_{i:04d}", camtoworld=torch.from_numpy(m).float())
-            for i, m in enumerate(poses)]
-
-
-@torch.no_grad()
-def write_path_video(render: RenderFn, train: list[View], path: Path, frames: int = 120, fps: float = 30) -> None:
-    """``render`` :func:`path_views` through the training views ``train`` into an mp4 at ``path`` (H.264, else
-    mp4v; an odd width or height is padded by one pixel)."""
-    views = path_views(train, frames)
-    with atomic_path(path) as tmp, Mp4Writer(tmp, (views[0].width, views[0].height), fps) as writer:
-        for v in tqdm(views, desc=path.name, mininterval=1.0, dynamic_ncols=True):
-            rgb = render(v)[0][0].clamp(0, 1)
-            writer.write(rgb.mul(255).round().byte().cpu().numpy())
 
 
 def evaluate_run(run_dir: str | Path, video: bool = True, frames: int = 120, fps: float = 30,

@@ -1,4 +1,4 @@
-"""``metrics.json``: a model's evaluation (:func:`s3dgs.evaluate.evaluate_scene`) and what the run's record says
+"""``metrics.json``: a model's evaluation (:func:`s3dgs.metrics.evaluate_scene`) and what the run's record says
 (steps, training time, the depth prior's facts and verdicts), the same at the end of training and from
 ``python -m s3dgs.eval`` on a finished run."""
 
@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from s3dgs import reliability
 from s3dgs.checkpoint import Record
 from s3dgs.data.scene import Scene
-from s3dgs.evaluate import RenderFn, evaluate_scene
+from s3dgs.metrics import RenderFn, evaluate_scene
 
 
 def depth_facts(cfg: DictConfig, scene: Scene, alignment: dict[str, Any]) -> dict[str, Any]:
@@ -30,7 +30,7 @@ def depth_facts(cfg: DictConfig, scene: Scene, alignment: dict[str, Any]) -> dic
 
 def run_metrics(render_fn: RenderFn, scene: Scene, cfg: DictConfig, record: Record, num_gaussians: int,
                 device: torch.device, renders_dir: Path | None = None) -> dict[str, Any]:
-    """``metrics.json``'s content: :func:`~s3dgs.evaluate.evaluate_scene` of ``render_fn`` (test views' PNGs into
+    """``metrics.json``'s content: :func:`~s3dgs.metrics.evaluate_scene` of ``render_fn`` (test views' PNGs into
     ``renders_dir`` if given), then the run's facts from ``cfg`` and ``record``, the per-view table last."""
     metrics: dict[str, Any] = evaluate_scene(render_fn, scene, renders_dir)
     views = metrics.pop("views")

@@ -7,7 +7,7 @@ x-axis of a time-to-quality curve), ``lr/<param>``, and with
 priors ``depth/mean_weight`` and ``depth/views_<state>`` (their verdicts, :mod:`s3dgs.reliability`; each
 view's weight ``depth_weight/<key>`` at every evaluation).
 Every ``log.eval_every`` steps and at the last step: ``test/<metric>`` (the means of
-:func:`s3dgs.evaluate.view_metrics` over the test views, as in ``metrics.json``) and, for the first
+:func:`s3dgs.metrics.view_metrics` over the test views, as in ``metrics.json``) and, for the first
 ``MAX_IMAGES`` test views, an image ``test_view/<key>``: render | ground truth | rendered depth | prior
 aligned to it (depths as colour-mapped inverse depth over the render's range). The global step is the
 number of optimisation steps done, so a resumed run continues its curves (later events are purged).
@@ -29,8 +29,8 @@ from s3dgs import reliability
 from s3dgs.checkpoint import State
 from s3dgs.data.scene import Scene, View
 from s3dgs.errors import TrainError
-from s3dgs.evaluate import depth_colors, disparity_range, evaluate_views, to_uint8
-from s3dgs.metrics import prior_fitted_to, psnr
+from s3dgs.images import depth_colors, disparity_range, to_uint8
+from s3dgs.metrics import evaluate_views, prior_fitted_to, psnr
 from s3dgs.splat import Params
 
 log = logging.getLogger(__name__)

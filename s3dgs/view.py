@@ -32,7 +32,7 @@ from s3dgs.checkpoint import State
 from s3dgs.data.frames import DataError, read_layout
 from s3dgs.data.scene import Scene
 from s3dgs.errors import RunError
-from s3dgs.evaluate import depth_colors, disparity_range
+from s3dgs.images import depth_colors, disparity_range
 from s3dgs.export import load_model
 from s3dgs.gaussians import SH_C0
 from s3dgs.run import load_run_config, resolve_data
@@ -55,7 +55,7 @@ def camera_matrices(camera: nerfview.CameraState, width: int, height: int) -> tu
 def render_view(g: dict[str, torch.Tensor], viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int,
                 depth: bool, backend: str = "auto") -> np.ndarray:
     """``[H, W, 3]`` uint8: the Gaussians ``g`` in RGB (black background) or, with ``depth``, their expected
-    depth as colour-mapped inverse depth (:func:`s3dgs.evaluate.depth_colors` over the range of the pixels
+    depth as colour-mapped inverse depth (:func:`s3dgs.images.depth_colors` over the range of the pixels
     they cover at least half, faded to black with their opacity)."""
     rgb, z, alpha, _ = rasterize(g, viewmat, K, width, height, options=RenderOptions(backend=backend))
     if depth:
