@@ -25,7 +25,8 @@ from s3dgs.data.scene import Scene, View
 from s3dgs.errors import TrainError
 from s3dgs.gaussians import make_optimizers, save_ply
 from s3dgs.init import init_gaussians, initial_points, uses_prior_points
-from s3dgs.losses import depth_loss, photometric_loss, to_prior_space
+from s3dgs.depth_terms import make_depth_term
+from s3dgs.losses import photometric_loss, to_prior_space
 from s3dgs.metrics import psnr
 from s3dgs.report import depth_facts, run_metrics
 from s3dgs.run import load_run_scene, resolve_data
@@ -52,29 +53,26 @@ class Trainer:
         self.strategy = make_strategy(cfg.strategy, cfg.steps, sum(v.width * v.height for v in self.scene.train),
                                       self.device)
         self.render_options = splat.RenderOptions.of(cfg, absgrad=getattr(self.strategy, "absgrad", False))
-        self.alignment_ran = "per_image"  # what _depth_alignment did: per_image, per_sequence or per_scene (l1)
-        self.depth_align, self.trust, self.anchors = self._depth_alignment()
+        self.depth = make_depth_term(cfg.depth_loss)
+        self.trust, self.anchors = self.prepare_priors()
         self.sh_interval = scaled_steps(cfg.sh_degree_interval, cfg.steps)
 
-    def _depth_alignment(self) -> tuple[dict[str, alignment.Alignment], dict[str, reliability.Trust],
-                                        dict[str, alignment.Alignment]]:
-        """``(loss alignments, trust, anchors)``: per-view alignment for the ``anchored`` / ``sparse`` / ``l1`` depth
-        losses (``anchored``: the views with a reliable fit); each view's :class:`~s3dgs.reliability.Trust` in its
-        prior as the sparse points judge it (``depth_loss.trust``); and each view's anchor fit to the points
-        (those of trusted views seed points from their priors, :attr:`init_fits`). Checks the loss fits
-        the prior kind, and that a depth folder given with ``lambda_depth > 0`` holds a usable prior for some
-        training image. All empty without priors, or when neither the depth term nor the initialisation uses
+    def prepare_priors(self) -> tuple[dict[str, reliability.Trust], dict[str, alignment.Alignment]]:
+        """``(trust, anchors)``: the depth term prepared on the scene (:meth:`DepthTerm.prepare
+        <s3dgs.depth_terms.base.DepthTerm.prepare>`: it checks the loss fits the prior kind), each view's
+        :class:`~s3dgs.reliability.Trust` in its prior as the sparse points judge it (``depth_loss.trust``), and each
+        view's anchor fit to the points (those of trusted views seed points from their priors, :attr:`init_fits`).
+        Checks that a depth folder given with ``lambda_depth > 0`` holds a usable prior for some training image. Both
+        empty (and the term unprepared) without priors, or when neither the depth term nor the initialisation uses
         them."""
-        name, kind = self.cfg.depth_loss.name, self.scene.prior_kind
-        self.alignment_ran = "per_scene" if name == "l1" else "per_image"
-        mode = self.alignment_mode()
+        kind = self.scene.prior_kind
         if kind is None:
             if self.cfg.lambda_depth > 0:
                 log.warning("lambda_depth=%s but no depth priors (set depth_dir=...): training without the depth term",
                             self.cfg.lambda_depth)
-            return {}, {}, {}
+            return {}, {}
         if self.cfg.lambda_depth <= 0 and not uses_prior_points(self.cfg.init, kind):
-            return {}, {}, {}
+            return {}, {}
         if self.cfg.lambda_depth > 0 and all(v.prior is None for v in self.scene.train):
             if self.scene.prior_source == "sensor":
                 raise TrainError("none of the training images has readable sensor depth (depth_file_path; see the "
@@ -93,59 +91,8 @@ class Trainer:
             raise TrainError(f"depth_dir {depth_dir}: none of the {len(self.scene.train)} training images has a usable "
                              "prior (see the warning above); regenerate them with python -m preprocess.generate_depth "
                              "or set lambda_depth=0")
-        fits, anchors, problems = self._loss_alignment(name, kind, mode)
-        return fits, self._judge_priors(anchors, problems), anchors
-
-    def _loss_alignment(self, name: str, kind: str, mode: str
-                        ) -> tuple[dict[str, alignment.Alignment], dict[str, alignment.Alignment], dict[str, str]]:
-        """``(the loss's per-view alignments, each view's anchor fit to the sparse points, why the others have
-        none)``: the anchor fits are the ``anchored`` loss's own, or made here for the other losses (one scale and
-        shift per view): they judge the priors and seed points from them. Under ``anchored``, sensor depth (metric,
-        in metres) takes one scale for the scene and offset 0 (:func:`~s3dgs.alignment.metric_scale`) in every view."""
-        dl, train, points = self.cfg.depth_loss, self.scene.train, self.scene.points
-        if self.scene.prior_source == "sensor" and name == "anchored":
-            k = alignment.metric_scale(train, points)
-            self.alignment_ran = "per_scene"
-            log.info("depth_loss=anchored: sensor depth, one scale for the scene: %.4g metres per scene unit", k)
-            fits = {v.key: (1.0 / k, 0.0) for v in train if v.prior is not None}
-            return fits, fits, {}
-        if name == "anchored":
-            if mode == "per_sequence":
-                fit = alignment.sequence_alignment(train, points, kind, self.cfg.seed, dl.inlier_threshold,
-                                                   dl.min_inlier_ratio)
-                if not isinstance(fit, str):
-                    self.alignment_ran = "per_sequence"
-                    log.info("depth_loss=anchored: one alignment for the sequence, scale %.4g offset %.4g", *fit)
-                    fits = alignment.sequence_alignments(train, points, kind, fit, self.cfg.seed, dl.inlier_threshold,
-                                                         dl.min_inlier_ratio, dl.scale_nodes, dl.points_per_node,
-                                                         dl.scale_smooth)
-                    own = sum(isinstance(f, alignment.ScaleField) for f in fits.values())
-                    if own:
-                        log.info("depth_loss=anchored: %d of %d views see enough sparse points for a scale field of "
-                                 "their own", own, len(fits))
-                    return fits, fits, {}
-                log.warning("depth_loss.alignment=per_sequence: the pooled fit to the sparse points is unreliable "
-                            "(%s); aligning each view on its own instead", fit)
-            fits, failed = alignment.anchored_alignments(train, points, kind, self.cfg.seed, dl.inlier_threshold,
-                                                         dl.min_inlier_ratio, dl.scale_nodes, dl.points_per_node,
-                                                         dl.scale_smooth)
-            return fits, fits, failed
-        anchors, failed = alignment.anchored_alignments(train, points, kind, self.cfg.seed)
-        if name == "sparse":
-            if kind != "inverse_depth":
-                raise TrainError("depth_loss=sparse aligns relative inverse-depth priors; these priors are metric "
-                                 "depth: use depth_loss=anchored, l1 or ssi")
-            return alignment.sparse_alignments(train, points), anchors, failed
-        if name == "l1":
-            if kind != "depth":
-                raise TrainError("depth_loss=l1 needs metric priors (depth_meta.json kind 'depth'); these are relative "
-                                 "inverse depth: use depth_loss=anchored (default), ssi or pearson")
-            k = alignment.metric_scale(train, points)
-            log.info("depth_loss=l1: %.4g metres per scene unit", k)
-            return {v.key: (k, 0.0) for v in train}, anchors, failed
-        if name not in ("ssi", "pearson"):
-            raise TrainError(f"depth_loss.name={name!r}: use anchored, ssi, pearson, l1 or sparse")
-        return {}, anchors, failed
+        anchors = self.depth.prepare(self.scene, self.cfg.seed)
+        return self._judge_priors(anchors.fits, anchors.problems), anchors.fits
 
     def _judge_priors(self, anchors: dict[str, alignment.Alignment], problems: dict[str, str]
                       ) -> dict[str, reliability.Trust]:
@@ -221,22 +168,6 @@ class Trainer:
                      bar)
         log.info("depth prior, judged by the sparse points and the probe's render: %s",
                  reliability.summary(self.trust))
-
-    def alignment_mode(self) -> str:
-        """``depth_loss.alignment`` resolved: ``auto`` is ``per_sequence`` for the ``anchored`` loss on priors that
-        share one scale/shift over the sequence (depth_meta.json ``normalization: per_sequence``, depth.ndjson),
-        else ``per_image``. ``per_sequence`` with another loss is an error."""
-        dl = self.cfg.depth_loss
-        mode = dl.get("alignment", "auto")
-        if mode not in ("auto", "per_image", "per_sequence"):
-            raise TrainError(f"depth_loss.alignment={mode!r}: use auto, per_image or per_sequence")
-        if mode == "per_sequence" and dl.name != "anchored":
-            raise TrainError(f"depth_loss.alignment=per_sequence aligns priors to the sparse points, which "
-                             f"depth_loss={dl.name} does not: use depth_loss=anchored or depth_loss.alignment=auto")
-        if mode == "auto":
-            pooled = dl.name == "anchored" and self.scene.prior_normalization == "per_sequence"
-            return "per_sequence" if pooled else "per_image"
-        return mode
 
     # ------------------------------------------------------------ state
 
@@ -320,17 +251,10 @@ class Trainer:
         trust = self.trust.get(view.key)
         if view.prior is None or trust is None or trust.weight <= 0:
             return None
-        dev, dl = self.device, self.cfg.depth_loss
-        mask = self.depth_mask(view, alpha)
+        dev = self.device
         r = to_prior_space(depth, self.scene.prior_kind, self.cfg.near_plane)
-        prior = view.prior.to(dev)
-        robust = ({"robust_c": dl.robust_c, "grad_weight": dl.grad_weight, "quant_step": view.prior_step}
-                  if dl.name == "anchored" else {})
-        align = self.depth_align.get(view.key)
-        if align is not None:
-            align = alignment.alignment_maps(align, view.height, view.width, dev)
         confidence = None if view.prior_confidence is None else view.prior_confidence.to(dev)
-        loss = depth_loss(dl.name, r, prior, mask, align, **robust, weight=confidence)
+        loss = self.depth.loss(view, r, view.prior.to(dev), self.depth_mask(view, alpha), confidence)
         return None if loss is None else trust.weight * loss
 
     def target(self, view: View, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -424,11 +348,7 @@ class Trainer:
 
     def depth_facts(self) -> dict[str, Any]:
         """How the priors were aligned, for ``metrics.json`` and the checkpoint (:func:`s3dgs.report.depth_facts`)."""
-        name = self.cfg.depth_loss.name
-        return depth_facts(self.cfg, self.scene, {
-            "alignment": self.alignment_ran,
-            "views_anchored": len(self.depth_align) if name in ("anchored", "sparse") else 0,
-            "views_scale_field": sum(isinstance(f, alignment.ScaleField) for f in self.depth_align.values())})
+        return depth_facts(self.cfg, self.scene, self.depth.report())
 
     def evaluate(self, st: State, renders_dir: Path | None = None) -> dict[str, Any]:
         """``metrics.json``'s content for ``st`` (:func:`s3dgs.report.run_metrics`; test views' PNGs into

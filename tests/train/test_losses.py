@@ -1,11 +1,17 @@
-"""Each depth loss is invariant to exactly what it claims, and to nothing more (values asserted)."""
+"""Each depth loss (s3dgs.depth_terms) is invariant to exactly what it claims, and to nothing more (values
+asserted)."""
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from s3dgs import alignment
 from s3dgs.data.scene import View
-from s3dgs.losses import anchored_loss, depth_loss, fit_affine, geman_mcclure, photometric_loss, to_prior_space
+from s3dgs.depth_terms import make_depth_term
+from s3dgs.depth_terms.anchored import anchored_loss, geman_mcclure
+from s3dgs.depth_terms.base import DepthTerm
+from s3dgs.errors import TrainError
+from s3dgs.losses import fit_affine, photometric_loss, to_prior_space
 
 H, W = 24, 32
 
@@ -25,8 +31,27 @@ def scene():
     return render, prior, mask
 
 
+def _term(name: str, align=None, **cfg) -> DepthTerm:
+    """The depth term ``name`` as the config chooses it, its view ``v`` aligned by ``align`` (``l1``: ``(k, 0)``,
+    the scene-to-metric factor; the others: ``(scale, offset)``) as if prepared."""
+    term = make_depth_term(OmegaConf.create({"name": name, "robust_c": 0.25, "grad_weight": 0.5} | cfg))
+    if align is not None and name == "l1":
+        term.scene_to_metric = align[0]
+    elif align is not None:
+        term.fits = {"v": align}
+    return term
+
+
+VIEW = View("v.png", "v", torch.zeros(H, W, 3), torch.eye(3), torch.eye(4))
+
+
+def _depth_loss(name, r, prior, mask, align=None, weight=None, **cfg):
+    """The term's loss of the render ``r`` (in the prior's space) on the view ``v``."""
+    return _term(name, align, **cfg).loss(VIEW, r, prior, mask, weight)
+
+
 def _loss(name, depth, prior, mask, kind="inverse_depth", align=None):
-    return float(depth_loss(name, to_prior_space(depth, kind), prior, mask, align))
+    return float(_depth_loss(name, to_prior_space(depth, kind), prior, mask, align))
 
 
 @pytest.mark.parametrize("name", ["ssi", "pearson"])
@@ -59,7 +84,7 @@ def test_ssi_fits_the_render_to_the_prior_not_the_reverse(scene):
 def test_gradient_flows_to_the_render_only(scene):
     render, prior, mask = scene
     r = render.clone().requires_grad_(True)
-    depth_loss("ssi", to_prior_space(r, "inverse_depth"), prior, mask).backward()
+    _depth_loss("ssi", to_prior_space(r, "inverse_depth"), prior, mask).backward()
     assert r.grad is not None and r.grad[mask].abs().sum() > 0
     assert r.grad[~mask].abs().sum() == 0
     a, b = fit_affine(r, prior)
@@ -142,7 +167,7 @@ def _anchored(render, prior, mask, pts_depth, scene_scale=1.0, **kw):
     view, pts = _points_view(pts_depth, prior, scene_scale)
     fits, failed = alignment.anchored_alignments([view], pts, "inverse_depth")
     assert not failed
-    return float(depth_loss("anchored", to_prior_space(render, "inverse_depth"), prior, mask, fits["v"], **kw))
+    return float(_depth_loss("anchored", to_prior_space(render, "inverse_depth"), prior, mask, fits["v"], **kw))
 
 
 def test_anchored_invariant_to_scene_scale_and_prior_affine_through_the_fit(scene):
@@ -206,7 +231,7 @@ def test_anchored_with_a_scale_field_keeps_the_invariances(scene):
         fits, failed = alignment.anchored_alignments([view], pts, "inverse_depth", max_nodes=nodes)
         assert not failed and isinstance(fits["v"], alignment.ScaleField) == (nodes > 1)
         align = alignment.alignment_maps(fits["v"], H, W)
-        return float(depth_loss("anchored", to_prior_space(depth, "inverse_depth"), p, mask, align))
+        return float(_depth_loss("anchored", to_prior_space(depth, "inverse_depth"), p, mask, align))
     base = loss(render, prior)
     assert base > 1e-3
     assert loss(23.0 * render, prior, 23.0) == pytest.approx(base, rel=1e-3)
@@ -244,11 +269,11 @@ def test_anchored_ignores_residuals_below_half_a_quantisation_step():
 def test_anchored_gradient_reaches_the_render_only(scene):
     render, prior, mask = scene
     r = render.clone().requires_grad_(True)
-    loss = depth_loss("anchored", to_prior_space(r, "inverse_depth"), prior, mask, (1 / 0.3, -0.7 / 0.3))
+    loss = _depth_loss("anchored", to_prior_space(r, "inverse_depth"), prior, mask, (1 / 0.3, -0.7 / 0.3))
     loss.backward()
     assert torch.isfinite(r.grad).all() and r.grad[mask].abs().sum() > 0 and r.grad[~mask].abs().sum() == 0
     # without a fit the view falls back to ssi
-    assert float(depth_loss("anchored", to_prior_space(render, "inverse_depth"), prior, mask)) == pytest.approx(
+    assert float(_depth_loss("anchored", to_prior_space(render, "inverse_depth"), prior, mask)) == pytest.approx(
         _loss("ssi", render, prior, mask))
 
 
@@ -280,13 +305,13 @@ def test_confidence_weights_each_pixel(name):
     r = align[0] * p + align[1]  # the prior, aligned: exact ...
     r[:, 20:] += torch.rand(30, 20, generator=gen)  # ... except on the right half
     mask = torch.ones(30, 40, dtype=torch.bool)
-    plain = depth_loss(name, r, p, mask, align)
-    assert float(depth_loss(name, r, p, mask, align, weight=torch.ones(30, 40))) == pytest.approx(float(plain))
-    half = depth_loss(name, r, p, mask, align, weight=torch.full((30, 40), 0.5))
+    plain = _depth_loss(name, r, p, mask, align)
+    assert float(_depth_loss(name, r, p, mask, align, weight=torch.ones(30, 40))) == pytest.approx(float(plain))
+    half = _depth_loss(name, r, p, mask, align, weight=torch.full((30, 40), 0.5))
     assert float(half) == pytest.approx(float(plain) * (1.0 if name == "pearson" else 0.5), rel=1e-5)
     left = torch.zeros(30, 40)
     left[:, :20] = 1
-    assert float(depth_loss(name, r, p, mask, align, weight=left)) < 0.5 * float(plain)
+    assert float(_depth_loss(name, r, p, mask, align, weight=left)) < 0.5 * float(plain)
 
 
 @pytest.mark.parametrize("name", ["ssi", "pearson", "anchored"])  # anchored without a fit is ssi
@@ -296,7 +321,7 @@ def test_a_flat_render_gives_a_finite_loss_a_bounded_gradient_and_still_learns_t
     (the gradient was 1e8 and more), and descending the gradient still moves it towards the prior's shape."""
     _, prior, mask = scene
     r = (1 / 3.0 + noise * torch.randn(H, W, generator=torch.Generator().manual_seed(1))).requires_grad_(True)
-    loss = depth_loss(name, r, prior, mask)
+    loss = _depth_loss(name, r, prior, mask)
     loss.backward()
     assert 0.3 < loss.item() < 2 and r.grad.abs().max() < 1e3
     down = -r.grad[mask]
@@ -311,7 +336,7 @@ def test_a_flat_prior_over_the_mask_measures_residuals_relative_to_its_level(sce
     prior = torch.where(mask, torch.tensor(0.8), prior)  # flat over the mask, not elsewhere
     scale, offset = 0.5, -0.1  # aligned prior: disparity 0.3 over the mask
     r = to_prior_space(render, "inverse_depth").requires_grad_(True)
-    loss = depth_loss(name, r, prior, mask, (scale, offset))
+    loss = _depth_loss(name, r, prior, mask, (scale, offset))
     loss.backward()
     assert r.grad.abs().max() < 1e3
     units = (r.detach()[mask] - 0.3).abs() / 0.3 / 0.01  # relative error in 1% steps
@@ -320,3 +345,21 @@ def test_a_flat_prior_over_the_mask_measures_residuals_relative_to_its_level(sce
     else:
         value = anchored_loss(r.detach(), prior, mask, scale, offset, grad_weight=0.0)
         assert float(value) == pytest.approx(float(geman_mcclure(units, 0.25).mean()), rel=1e-4)
+
+
+def test_the_config_chooses_the_term_and_a_wrong_choice_names_the_valid_ones():
+    assert type(_term("anchored")).__name__ == "AnchoredTerm" and type(_term("l1")).__name__ == "L1Term"
+    with pytest.raises(TrainError, match="depth_loss.name='ssl': use anchored, l1, pearson, sparse or ssi"):
+        _term("ssl")
+    with pytest.raises(TrainError, match="depth_loss.alignment=per_sequence aligns priors to the sparse points"):
+        _term("ssi", alignment="per_sequence")
+    assert _term("anchored", alignment="per_sequence").pooled
+
+
+def test_too_few_pixels_or_no_fit_give_no_loss(scene):
+    render, prior, _ = scene
+    few = torch.zeros(H, W, dtype=torch.bool)
+    few[0, :15] = True
+    r = to_prior_space(render, "inverse_depth")
+    assert all(_depth_loss(n, r, prior, few, (1.0, 0.0)) is None for n in ("anchored", "ssi", "pearson", "sparse", "l1"))
+    assert _depth_loss("sparse", r, prior, torch.ones(H, W, dtype=torch.bool)) is None  # a view without a fit

@@ -86,14 +86,14 @@ def test_wrong_and_constant_priors_are_rejected_and_seed_no_points(small_copy, t
     assert t.view_depth_loss(v, v.gt_depth, torch.ones(60, 80)) is None
     # the former behaviour stays one setting away: every prior weight 1
     old = Trainer(_cfg(f"data_dir={small_copy}", "depth_loss.trust.mode=all"), tmp_path)
-    assert {x.weight for x in old.trust.values()} == {1.0} and len(old.init_fits) == len(old.depth_align)
+    assert {x.weight for x in old.trust.values()} == {1.0} and len(old.init_fits) == len(old.depth.fits)
 
 
 def test_without_points_the_render_judges_each_prior(small_copy, tmp_path):
     wrong, flat = _swap_and_flatten(small_copy / "depth")
     t = Trainer(_cfg(f"data_dir={small_copy}"), tmp_path)
     t.scene.points = t.scene.points[:0]
-    t.depth_align, t.trust, t.anchors = t._depth_alignment()
+    t.trust, t.anchors = t.prepare_priors()
     assert t.trust[flat].state == "rejected" and t.init_fits == {}
     pending = [v for v in t.scene.train if t.trust[v.key].state == "pending"]
     assert len(pending) == 20 and {t.trust[v.key].why for v in pending} == {"the dataset has no sparse points"}

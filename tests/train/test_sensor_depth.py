@@ -123,12 +123,12 @@ def _cfg(*overrides):
 
 def test_without_sparse_points_the_poses_are_taken_as_metric(sensor_copy, tmp_path, caplog):
     t = Trainer(_cfg(f"data_dir={sensor_copy}"), tmp_path)
-    scales = {s for s, _ in t.depth_align.values()}
+    scales = {s for s, _ in t.depth.fits.values()}
     assert len(scales) == 1 and scales.pop() == pytest.approx(1 / example.SENSOR_UNIT_M, rel=0.01)
-    assert len(t.depth_align) == 21 and all(o == 0 for _, o in t.depth_align.values())
+    assert len(t.depth.fits) == 21 and all(o == 0 for _, o in t.depth.fits.values())
     _edit_transforms(sensor_copy, lambda meta: meta.pop("ply_file_path"))
     with caplog.at_level(logging.WARNING):
         t = Trainer(_cfg(f"data_dir={sensor_copy}"), tmp_path)
-    assert set(t.depth_align.values()) == {(1.0, 0.0)} and len(t.depth_align) == 21
+    assert set(t.depth.fits.values()) == {(1.0, 0.0)} and len(t.depth.fits) == 21
     assert any("assuming the scene is metric (scale 1)" in r.getMessage() for r in caplog.records)
     assert {tr.state for tr in t.trust.values()} == {"trusted"}

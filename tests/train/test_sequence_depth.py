@@ -101,12 +101,12 @@ def test_frame_number_is_the_last_integer_in_the_stem():
 
 def test_alignment_auto_follows_the_priors_and_per_sequence_needs_anchored(example_dir, tmp_path, caplog):
     t = Trainer(_cfg(f"data_dir={example_dir}"), tmp_path)
-    assert t.scene.prior_normalization == "per_image" and t.alignment_ran == "per_image"
+    assert t.scene.prior_normalization == "per_image" and t.depth.alignment == "per_image"
     # per-image priors forced into one fit: unreliable, so per-image fits, said once
     caplog.clear()
     t = Trainer(_cfg(f"data_dir={example_dir}", "depth_loss.alignment=per_sequence"), tmp_path)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert t.alignment_ran == "per_image" and len(t.depth_align) == 21 and len(set(t.depth_align.values())) == 21
+    assert t.depth.alignment == "per_image" and len(t.depth.fits) == 21 and len(set(t.depth.fits.values())) == 21
     assert len(warnings) == 1 and "pooled fit to the sparse points is unreliable" in warnings[0]
     with pytest.raises(TrainError, match="depth_loss.alignment=per_sequence .* depth_loss=ssi does not: use "
                                          "depth_loss=anchored"):
@@ -148,8 +148,8 @@ def _maps_to(fit: alignment.Alignment, scale: float, offset: float) -> bool:
 def test_depth_ndjson_folder_as_depth_dir(run_train, example_dir, tmp_path):
     vda = _write_ndjson(tmp_path / "vda", example_dir / "gt_depth")
     t = Trainer(_cfg(f"data_dir={example_dir}", f"depth_dir={vda}"), tmp_path)
-    assert t.scene.prior_normalization == "per_sequence" and t.alignment_ran == "per_sequence"
-    assert _maps_to(next(iter(t.depth_align.values())), 2.0, -0.4)  # 1/z = 2 * prior - 0.4
+    assert t.scene.prior_normalization == "per_sequence" and t.depth.alignment == "per_sequence"
+    assert _maps_to(next(iter(t.depth.fits.values())), 2.0, -0.4)  # 1/z = 2 * prior - 0.4
     run_train(f"data_dir={example_dir}", f"depth_dir={vda}", "steps=3", "save_renders=false",
               f"hydra.run.dir={tmp_path / 'run'}")
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -174,7 +174,7 @@ def test_depth_frames_json_maps_images_to_frames(example_dir, tmp_path):
     t = Trainer(_cfg(f"data_dir={example_dir}", f"depth_dir={vda}"), tmp_path)
     with_prior = {v.key for v in t.scene.train + t.scene.test if v.prior is not None}
     assert with_prior == set(mapping) & {v.key for v in t.scene.train + t.scene.test} and "view_05" not in with_prior
-    assert _maps_to(next(iter(t.depth_align.values())), 2.0, -0.4)
+    assert _maps_to(next(iter(t.depth.fits.values())), 2.0, -0.4)
     (vda / "depth_frames.json").write_text(json.dumps({"view_00": "100"}))
     with pytest.raises((DepthFileError, TrainError), match="depth_frames.json: not an object of non-negative integers"):
         Trainer(_cfg(f"data_dir={example_dir}", f"depth_dir={vda}"), tmp_path)

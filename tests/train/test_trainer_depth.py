@@ -11,7 +11,8 @@ from hydra import compose, initialize_config_dir
 
 from preprocess.depth_png import DepthMeta, quantize, write_depth_png
 from s3dgs import alignment
-from s3dgs.losses import depth_loss, to_prior_space
+from s3dgs.depth_terms.ssi import ssi_loss
+from s3dgs.losses import to_prior_space
 from s3dgs.strategy import REFERENCE_STEPS, CPUMCMCStrategy, make_strategy, scaled_steps
 from s3dgs.trainer import TrainError, Trainer
 
@@ -34,8 +35,8 @@ def _first_losses(trainer, n=3):
 
 def test_sparse_loss_aligns_views_to_the_points(example_dir, tmp_path):
     t = Trainer(_cfg(f"data_dir={example_dir}", "depth_loss=sparse"), tmp_path)
-    assert len(t.depth_align) >= 15  # most of the 21 training views have enough points
-    assert all(s > 0 for s, _ in t.depth_align.values())
+    assert len(t.depth.fits) >= 15  # most of the 21 training views have enough points
+    assert all(s > 0 for s, _ in t.depth.fits.values())
     losses = [x for x in _first_losses(t) if x is not None]
     assert losses and all(np.isfinite(float(x)) and float(x) > 0 for x in losses)
 
@@ -48,16 +49,16 @@ def test_metric_priors_with_l1(small_copy, tmp_path):
         meta.images[f.stem] = {"min": lo, "max": hi, "width": 80, "height": 60, "source": f.name}
     meta.save(small_copy / "depth")
     t = Trainer(_cfg(f"data_dir={small_copy}", "depth_loss=l1"), tmp_path)
-    k = next(iter(t.depth_align.values()))[0]
+    k = t.depth.scene_to_metric
     assert k == pytest.approx(2.5, rel=0.03)
     assert all(x is not None and float(x) > 0 for x in _first_losses(t))
     with pytest.raises(TrainError, match="depth_loss=sparse aligns relative inverse-depth priors"):
         Trainer(_cfg(f"data_dir={small_copy}", "depth_loss=sparse"), tmp_path)
     # the default anchors metric priors in depth: z_scene = 0.4 * metres + 0
     t = Trainer(_cfg(f"data_dir={small_copy}"), tmp_path)
-    assert len(t.depth_align) == 21
+    assert len(t.depth.fits) == 21
     # (each a scale field on these dense points: 0.4 everywhere, offset 0 everywhere)
-    maps = [alignment.alignment_maps(f, 60, 80) for f in t.depth_align.values()]
+    maps = [alignment.alignment_maps(f, 60, 80) for f in t.depth.fits.values()]
     assert all(torch.allclose(torch.as_tensor(s), torch.tensor(0.4), rtol=0.05)
                and float(torch.as_tensor(o).abs().max()) < 0.05 for s, o in maps)
     assert all(x is not None and float(x) > 0 for x in _first_losses(t))
@@ -66,9 +67,9 @@ def test_metric_priors_with_l1(small_copy, tmp_path):
 def test_anchored_is_the_default_and_waits_for_the_render_without_points(example_dir, tmp_path, caplog):
     t = Trainer(_cfg(f"data_dir={example_dir}"), tmp_path)
     assert t.cfg.depth_loss.name == "anchored"
-    assert len(t.depth_align) == 21  # accurate points: all fit, with positive scales (maps)
+    assert len(t.depth.fits) == 21  # accurate points: all fit, with positive scales (maps)
     assert all(bool((torch.as_tensor(alignment.alignment_maps(f, 60, 80)[0]) > 0).all())
-               for f in t.depth_align.values())
+               for f in t.depth.fits.values())
     meta = DepthMeta.load(example_dir / "depth").images
     assert all(v.prior_step == pytest.approx((meta[v.key]["max"] - meta[v.key]["min"]) / 65535)
                for v in t.scene.train)
@@ -83,16 +84,16 @@ def test_anchored_is_the_default_and_waits_for_the_render_without_points(example
     # no sparse points: every view waits for the probe's render, then uses the ssi fit times its weight; no warning
     t.scene.points = t.scene.points[:0]
     caplog.clear()
-    t.depth_align, t.trust, t.anchors = t._depth_alignment()
+    t.trust, t.anchors = t.prepare_priors()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert t.depth_align == {} and t.init_fits == {}
+    assert t.depth.fits == {} and t.init_fits == {}
     assert {x.state for x in t.trust.values()} == {"pending"}
     v = t.scene.train[0]
     d, alpha = v.gt_depth.clone(), torch.ones(60, 80)  # a render with the true geometry
     assert t.view_depth_loss(v, d, alpha) is None  # pending: no weight yet
     t.judge_by_render(lambda view: (view.gt_depth[None], torch.ones(1, 60, 80)), t.scene.train)
     mask = v.prior_valid & (alpha > t.cfg.depth_loss.min_alpha)
-    ssi = depth_loss("ssi", to_prior_space(d, "inverse_depth", t.cfg.near_plane), v.prior, mask)
+    ssi = ssi_loss(to_prior_space(d, "inverse_depth", t.cfg.near_plane), v.prior, mask)
     assert t.trust[v.key].state == "trusted" and t.trust[v.key].weight == 1.0
     assert float(t.view_depth_loss(v, d, alpha)) == pytest.approx(float(ssi))
     assert t.evaluate(st)["depth"]["views_anchored"] == 0
@@ -108,7 +109,7 @@ def test_depth_dir_matching_no_image_is_an_error(small_copy, tmp_path, run_train
     empty.mkdir()
     with pytest.raises(TrainError, match="it is empty"):
         Trainer(_cfg(f"data_dir={small_copy}", f"depth_dir={empty}"), tmp_path)
-    assert Trainer(_cfg(f"data_dir={small_copy}", "lambda_depth=0"), tmp_path).depth_align == {}
+    assert Trainer(_cfg(f"data_dir={small_copy}", "lambda_depth=0"), tmp_path).depth.fits == {}
     proc = run_train(f"data_dir={small_copy}", f"hydra.run.dir={tmp_path / 'run'}", check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: depth_dir {small_copy / 'depth'}: no depth PNG")
