@@ -164,12 +164,3 @@ def make_strategy(cfg: DictConfig, steps: int, train_pixels: int, device: torch.
         growth = 1.05 ** (refinements(reference) / refinements(fields))
         return CPUMCMCStrategy(growth=growth, **fields)
     raise TrainError(f"strategy.name={name!r}: use default or mcmc")
-
-
-def strategy_regulariser(strategy: Strategy, params: torch.nn.ParameterDict) -> torch.Tensor | float:
-    """MCMC's loss terms: ``opacity_reg x mean(opacity) + scale_reg x mean(scale)`` (0 for other strategies)."""
-    if not isinstance(strategy, CPUMCMCStrategy):
-        return 0.0
-    return (strategy.opacity_reg * torch.sigmoid(params["opacities"]).mean()
-            + strategy.scale_reg * torch.exp(params["scales"]).mean())
-

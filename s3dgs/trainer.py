@@ -25,12 +25,13 @@ from s3dgs.data.scene import Scene, View
 from s3dgs.errors import TrainError
 from s3dgs.gaussians import make_optimizers, save_ply
 from s3dgs.init import init_gaussians, initial_points, uses_prior_points
+from s3dgs.densification import make_densification
 from s3dgs.depth_terms import make_depth_term
 from s3dgs.losses import photometric_loss, to_prior_space
 from s3dgs.metrics import psnr
 from s3dgs.report import depth_facts, run_metrics
 from s3dgs.run import load_run_scene, resolve_data
-from s3dgs.strategy import BudgetDefaultStrategy, gaussian_budget, make_strategy, scaled_steps, strategy_regulariser
+from s3dgs.strategy import gaussian_budget, scaled_steps
 from s3dgs.tb_logging import TensorBoardLog
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,9 @@ class Trainer:
             raise TrainError("data.background=random re-composites transparent pixels, but no training image has an "
                              "alpha channel; use data.background=null or [r, g, b]")
         self.extent = self.scene.extent()
-        self.strategy = make_strategy(cfg.strategy, cfg.steps, sum(v.width * v.height for v in self.scene.train),
-                                      self.device)
-        self.render_options = splat.RenderOptions.of(cfg, absgrad=getattr(self.strategy, "absgrad", False))
+        self.densify = make_densification(cfg.strategy, cfg.steps, sum(v.width * v.height for v in self.scene.train),
+                                          self.device)
+        self.render_options = splat.RenderOptions.of(cfg, absgrad=self.densify.absgrad)
         self.depth = make_depth_term(cfg.depth_loss)
         self.trust, self.anchors = self.prepare_priors()
         self.sh_interval = scaled_steps(cfg.sh_degree_interval, cfg.steps)
@@ -185,12 +186,8 @@ class Trainer:
 
     def _state_for(self, params: torch.nn.ParameterDict, gen: torch.Generator) -> State:
         optimizers = make_optimizers(params, self.learning_rates(0))
-        self.strategy.check_sanity(params, optimizers)
-        if isinstance(self.strategy, BudgetDefaultStrategy):
-            strategy_state = self.strategy.initialize_state(scene_scale=self.extent)
-        else:
-            strategy_state = self.strategy.initialize_state()
-        return State(params, optimizers, strategy_state, gen, trust=self.trust)
+        return State(params, optimizers, self.densify.initial_state(params, optimizers, self.extent), gen,
+                     trust=self.trust)
 
     def learning_rates(self, step: int) -> dict[str, float]:
         """Adam's learning rate per parameter at ``step`` (the config's; the means' decays, :meth:`means_lr`)."""
@@ -279,18 +276,14 @@ class Trainer:
         gt, bg = self.target(view, st.order)
         mask = None if view.mask is None else view.mask.to(self.device)[None]
         rgb, depth, alpha, info = self.render(st.params, view, min(step // self.sh_interval, cfg.sh_degree), bg)
-        self.strategy.step_pre_backward(st.params, st.optimizers, st.strategy_state, step, info)
+        self.densify.before_backward(st.params, st.optimizers, st.strategy_state, step, info)
         photo = photometric_loss(rgb, gt, mask, cfg.ssim_lambda)
         dl = self.view_depth_loss(view, depth[0], alpha[0]) if use_depth else None
         dl = torch.zeros((), device=self.device) if dl is None else self.depth_weight(step) * dl
-        loss = photo + dl + strategy_regulariser(self.strategy, st.params)
+        loss = photo + dl + self.densify.regulariser(st.params)
         loss.backward()
-        if isinstance(self.strategy, BudgetDefaultStrategy):
-            self.strategy.step_post_backward(st.params, st.optimizers, st.strategy_state, step, info,
-                                             packed=cfg.packed)
-        else:
-            self.strategy.step_post_backward(st.params, st.optimizers, st.strategy_state, step, info,
-                                             lr=st.optimizers["means"].param_groups[0]["lr"])
+        self.densify.after_backward(st.params, st.optimizers, st.strategy_state, step, info,
+                                    st.optimizers["means"].param_groups[0]["lr"], cfg.packed)
         for opt in st.optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from s3dgs import alignment
-
+from s3dgs.densification import DefaultDensification, Densification, MCMCDensification
 from s3dgs.init import knn_rms_distance, random_init_box
 from s3dgs.render import rasterization
 from s3dgs.strategy import BudgetDefaultStrategy, CPUMCMCStrategy, relocation_torch
@@ -79,18 +79,18 @@ def _params(n, gen):
         "colors": torch.nn.Parameter(torch.rand(n, 3, generator=gen))})
 
 
-def _fit(strategy, params, steps, target, viewmat, K, **post):
+def _fit(densify: Densification, params, steps, target, viewmat, K, means_lr: float = 0.0):
+    """Fit ``params`` to ``target`` for ``steps`` steps, densifying as the trainer does; the count after each step."""
     optimizers = {k: torch.optim.Adam([p], lr=1e-2) for k, p in params.items()}
-    state = (strategy.initialize_state(scene_scale=1.0) if isinstance(strategy, BudgetDefaultStrategy)
-             else strategy.initialize_state())
+    state = densify.initial_state(params, optimizers, 1.0)
     counts = []
     for step in range(steps):
         img, _, info = rasterization(params["means"], params["quats"], torch.exp(params["scales"]),
                                      torch.sigmoid(params["opacities"]), params["colors"], viewmat, K, 48, 40,
                                      packed=False)
-        strategy.step_pre_backward(params, optimizers, state, step, info)
+        densify.before_backward(params, optimizers, state, step, info)
         (img - target).abs().mean().backward()
-        strategy.step_post_backward(params, optimizers, state, step, info, **post)
+        densify.after_backward(params, optimizers, state, step, info, means_lr, packed=False)
         for opt in optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -111,7 +111,7 @@ def test_default_strategy_resets_opacity_on_schedule_and_keeps_the_budget():
     params = _params(60, torch.Generator().manual_seed(0))
     strategy = BudgetDefaultStrategy(cap_max=150, refine_start_iter=2, refine_every=5, reset_every=20,
                                      refine_stop_iter=100, grow_grad2d=1e-7, prune_opa=0.005)
-    counts = _fit(strategy, params, 21, target, viewmat, K)
+    counts = _fit(DefaultDensification(strategy), params, 21, target, viewmat, K)
     assert max(counts) == 150 and counts[-1] == 150  # grew, then held at the budget
     assert torch.sigmoid(params["opacities"]).max().item() <= 0.01 + 1e-6  # step 20: reset to 2 x prune_opa
 
@@ -121,7 +121,7 @@ def test_mcmc_on_cpu_grows_from_a_too_sparse_start_to_its_cap():
     params = _params(20, torch.Generator().manual_seed(0))
     torch.manual_seed(0)
     strategy = CPUMCMCStrategy(cap_max=40, refine_start_iter=1, refine_every=2, refine_stop_iter=100)
-    counts = _fit(strategy, params, 60, target, viewmat, K, lr=1e-3)
+    counts = _fit(MCMCDensification(strategy), params, 60, target, viewmat, K, means_lr=1e-3)
     assert counts[0] == 20 and counts[-1] == 40
     assert all(torch.isfinite(p).all() for p in params.values())
 
