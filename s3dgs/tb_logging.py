@@ -1,7 +1,9 @@
 """TensorBoard logging of a training run into ``RUN_DIR/tb/`` (``log.*`` in ``configs/train.yaml``).
 
 Every ``log.every`` steps: ``train/loss``, ``train/photometric``, ``train/depth`` (the weighted depth term),
-``train/psnr`` (of that step's view), ``train/num_gaussians``, ``train/sec_per_step``, ``lr/<param>``, and with
+``train/psnr`` (of that step's view), ``train/num_gaussians``, ``train/sec_per_step``, ``time/train_seconds`` and
+``time/train_cpu_seconds`` (wall and CPU time of this process's training so far, evaluations excluded: the
+x-axis of a time-to-quality curve), ``lr/<param>``, and with
 priors ``depth/mean_weight`` and ``depth/views_<state>`` (their verdicts, :mod:`s3dgs.reliability`; each
 view's weight ``depth_weight/<key>`` at every evaluation).
 Every ``log.eval_every`` steps and at the last step: ``test/<metric>`` (the means of
@@ -62,6 +64,8 @@ class TensorBoardLog:
         purge = start_step + 1 if start_step else None
         self.writer = SummaryWriter(str(Path(trainer.out_dir) / "tb"), purge_step=purge)
         self.t0, self.t0_step = time.perf_counter(), start_step
+        self.train_seconds = self.train_cpu_seconds = 0.0
+        self.mark, self.cpu_mark = time.perf_counter(), time.process_time()
 
     def after_step(self, st: State, terms: dict[str, torch.Tensor], rgb: torch.Tensor, gt: torch.Tensor,
                    mask: torch.Tensor | None) -> float:
@@ -69,8 +73,12 @@ class TensorBoardLog:
         ``depth``; ``rgb`` / ``gt [1, H, W, 3]``, ``mask [1, H, W]`` of the step's view), evaluation when due.
         Returns the seconds spent evaluating."""
         step, last = st.step, st.step == self.trainer.cfg.steps
+        self.train_seconds += time.perf_counter() - self.mark
+        self.train_cpu_seconds += time.process_time() - self.cpu_mark
         if step % self.every == 0 or last:
             w = self.writer
+            w.add_scalar("time/train_seconds", self.train_seconds, step)
+            w.add_scalar("time/train_cpu_seconds", self.train_cpu_seconds, step)
             for name, value in terms.items():
                 w.add_scalar(f"train/{name}", float(value), step)
             w.add_scalar("train/psnr", float(psnr(rgb, gt, mask)), step)
@@ -92,6 +100,7 @@ class TensorBoardLog:
         if step % self.every == 0 or last:
             self.writer.flush()
             self.t0, self.t0_step = time.perf_counter(), step
+        self.mark, self.cpu_mark = time.perf_counter(), time.process_time()
         return t_eval
 
     @torch.no_grad()

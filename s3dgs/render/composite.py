@@ -1,9 +1,13 @@
 """Alpha compositing of sorted 2D Gaussians per tile: numba kernels (forward and hand-written backward, the
 algorithm of gsplat's `rasterize_to_pixels` CUDA kernels) wrapped in a torch.autograd.Function.
 
-Kernels run in float64, in parallel over tiles. Each tile gathers its Gaussians (front to back) into a local
-buffer; the backward writes one gradient row per intersection (each intersection belongs to one tile, so there are
-no races) and a serial pass sums the rows per Gaussian.
+Kernels run in float64, in parallel over tiles. Each tile walks its Gaussians front to back (the backward: back to
+front) and visits, for each, only the pixels of the tile inside the box of its ellipse ``sigma <= sigma cut`` (where
+alpha can reach 1/255), keeping each pixel's transmittance and colour in tile-local buffers: every pixel sees the
+same operations in the same order as a per-pixel loop would, so the images are identical, but a Gaussian that
+grazes a tile costs the few pixels it touches, not the whole tile. The backward sums a Gaussian's gradient over its
+pixels in registers and writes one row per intersection (each intersection belongs to one tile, so there are no
+races); a serial pass sums the rows per Gaussian.
 """
 
 import math
@@ -20,112 +24,163 @@ MAX_ALPHA = 0.999  # alpha is clamped to this
 T_EPS = 1e-4  # a pixel stops before the transmittance would fall to this or below
 SERIAL_WORK = 2_000_000  # below this many (pixel, intersection) pairs, one thread is faster than waking others
 TILE_CHUNK = 4  # tiles per work item of the parallel loops
+BOX_MARGIN = 1e-3  # pixels added around each ellipse's box, so rounding never drops a pixel the ellipse reaches
+BOX_LIMIT = 1e7  # box half-size (pixels) cap: beyond any image, and safe to convert to int
 # Columns of the per-Gaussian parameter rows and of the per-intersection gradient rows (colours follow).
-_X, _Y, _CA, _CB, _CC, _OPAC, _SIGMA_CUT = range(7)
+_X, _Y, _CA, _CB, _CC, _OPAC, _SIGMA_CUT, _HALF_W, _HALF_H = range(9)
 _ABS_X, _ABS_Y, _N_GRAD = 6, 7, 8
+
+
+@numba.njit(inline="always")
+def _pixel_box(par, k, x0, y0, x1, y1):
+    """Pixel range [c0, c1) x [r0, r1) of the tile [x0, x1) x [y0, y1) whose centres lie in Gaussian k's box."""
+    mx, my, hw, hh = par[k, _X], par[k, _Y], par[k, _HALF_W], par[k, _HALF_H]
+    c0 = max(x0, int(math.floor(mx - hw - 0.5)))
+    c1 = min(x1, int(math.floor(mx + hw - 0.5)) + 1)
+    r0 = max(y0, int(math.floor(my - hh - 0.5)))
+    r1 = min(y1, int(math.floor(my + hh - 0.5)) + 1)
+    return c0, c1, r0, r1
 
 
 @numba.njit(parallel=True, cache=True)
 def _forward_kernel(params, colors, flatten_ids, offsets, width, height, tile_size, tile_width, tiles_per_image,
                     out_colors, out_trans, out_last):
-    """params [P, 7] (x, y, conic a, b, c, opacity, sigma cut), colors [P, D], flatten_ids [M] (tile-sorted),
-    offsets [n_tiles + 1]. Writes out_colors [I, H, W, D] (no background), out_trans [I, H, W] final transmittance,
-    out_last [I, H, W] number of intersections of the tile up to the last contributing one (0 if none)."""
+    """params [P, 9] (x, y, conic a, b, c, opacity, sigma cut, box half-width, half-height), colors [P, D],
+    flatten_ids [M] (tile-sorted), offsets [n_tiles + 1]. Writes out_colors [I, H, W, D] (no background),
+    out_trans [I, H, W] final transmittance, out_last [I, H, W] number of intersections of the tile up to the last
+    contributing one (0 if none)."""
     n_channels = colors.shape[1]
     for t in numba.prange(offsets.shape[0] - 1):
         image, tile = t // tiles_per_image, t % tiles_per_image
         y0, x0 = (tile // tile_width) * tile_size, (tile % tile_width) * tile_size
+        y1, x1 = min(y0 + tile_size, height), min(x0 + tile_size, width)
+        tw = x1 - x0
         ids = flatten_ids[offsets[t]:offsets[t + 1]]
         par = params[ids]
         col = colors[ids]
-        acc = np.empty(n_channels)
-        for i in range(y0, min(y0 + tile_size, height)):
-            py = i + 0.5
-            for j in range(x0, min(x0 + tile_size, width)):
-                px = j + 0.5
-                trans = 1.0
-                acc[:] = 0.0
-                n_used = 0
-                for k in range(ids.shape[0]):
-                    dx = par[k, _X] - px
-                    dy = par[k, _Y] - py
-                    sigma = 0.5 * (par[k, _CA] * dx * dx + par[k, _CC] * dy * dy) + par[k, _CB] * dx * dy
-                    if sigma < 0.0 or sigma > par[k, _SIGMA_CUT]:
+        n_pix = (y1 - y0) * tw
+        trans = np.ones(n_pix)
+        acc = np.zeros((n_pix, n_channels))
+        last = np.zeros(n_pix, np.int32)
+        done = np.zeros(n_pix, np.bool_)
+        n_active = n_pix
+        for k in range(ids.shape[0]):
+            c0, c1, r0, r1 = _pixel_box(par, k, x0, y0, x1, y1)
+            ca, cb, cc, opac, cut = par[k, _CA], par[k, _CB], par[k, _CC], par[k, _OPAC], par[k, _SIGMA_CUT]
+            for i in range(r0, r1):
+                dy = par[k, _Y] - (i + 0.5)
+                for j in range(c0, c1):
+                    p = (i - y0) * tw + j - x0
+                    if done[p]:
                         continue
-                    alpha = min(MAX_ALPHA, par[k, _OPAC] * math.exp(-sigma))
+                    dx = par[k, _X] - (j + 0.5)
+                    sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                    if sigma < 0.0 or sigma > cut:
+                        continue
+                    alpha = min(MAX_ALPHA, opac * math.exp(-sigma))
                     if alpha < ALPHA_THRESHOLD:
                         continue
-                    next_trans = trans * (1.0 - alpha)
+                    next_trans = trans[p] * (1.0 - alpha)
                     if next_trans <= T_EPS:
-                        break
-                    weight = alpha * trans
+                        done[p] = True
+                        n_active -= 1
+                        continue
+                    weight = alpha * trans[p]
                     for ch in range(n_channels):
-                        acc[ch] += col[k, ch] * weight
-                    n_used = k + 1
-                    trans = next_trans
+                        acc[p, ch] += col[k, ch] * weight
+                    last[p] = k + 1
+                    trans[p] = next_trans
+            if n_active == 0:
+                break
+        for i in range(y0, y1):
+            for j in range(x0, x1):
+                p = (i - y0) * tw + j - x0
                 for ch in range(n_channels):
-                    out_colors[image, i, j, ch] = acc[ch]
-                out_trans[image, i, j] = trans
-                out_last[image, i, j] = n_used
+                    out_colors[image, i, j, ch] = acc[p, ch]
+                out_trans[image, i, j] = trans[p]
+                out_last[image, i, j] = last[p]
 
 
 @numba.njit(parallel=True, cache=True)
 def _backward_kernel(params, colors, flatten_ids, offsets, width, height, tile_size, tile_width, tiles_per_image,
                      out_trans, out_last, v_colors, v_alphas, g_isect):
-    """Back to front over each pixel's contributors, recovering transmittance from the final one.
+    """Back to front over each tile's contributors, recovering each pixel's transmittance from its final one.
     v_colors [I, H, W, D], v_alphas [I, H, W]: output gradients. Writes g_isect [M, 8 + D], one row per
     intersection: d/d(x, y, conic a, b, c, opacity), the per-pixel sum of |d/dx|, |d/dy|, then d/dcolour."""
     n_channels = colors.shape[1]
     for t in numba.prange(offsets.shape[0] - 1):
         image, tile = t // tiles_per_image, t % tiles_per_image
         y0, x0 = (tile // tile_width) * tile_size, (tile % tile_width) * tile_size
+        y1, x1 = min(y0 + tile_size, height), min(x0 + tile_size, width)
+        tw = x1 - x0
         start = offsets[t]
         ids = flatten_ids[start:offsets[t + 1]]
         par = params[ids]
         col = colors[ids]
         grad = g_isect[start:offsets[t + 1]]
-        behind = np.empty(n_channels)  # colour accumulated behind the current Gaussian
-        for i in range(y0, min(y0 + tile_size, height)):
-            py = i + 0.5
-            for j in range(x0, min(x0 + tile_size, width)):
-                px = j + 0.5
-                trans_final = out_trans[image, i, j]
-                trans = trans_final
-                behind[:] = 0.0
-                v_alpha_out = v_alphas[image, i, j]
-                for k in range(out_last[image, i, j] - 1, -1, -1):
-                    dx = par[k, _X] - px
-                    dy = par[k, _Y] - py
-                    ca, cb, cc = par[k, _CA], par[k, _CB], par[k, _CC]
+        n_pix = (y1 - y0) * tw
+        trans = np.empty(n_pix)
+        behind = np.zeros((n_pix, n_channels))  # colour accumulated behind the current Gaussian
+        last = np.empty(n_pix, np.int32)
+        k_end = 0
+        for i in range(y0, y1):
+            for j in range(x0, x1):
+                p = (i - y0) * tw + j - x0
+                trans[p] = out_trans[image, i, j]
+                last[p] = out_last[image, i, j]
+                k_end = max(k_end, last[p])
+        g_col = np.empty(n_channels)
+        for k in range(k_end - 1, -1, -1):
+            c0, c1, r0, r1 = _pixel_box(par, k, x0, y0, x1, y1)
+            ca, cb, cc, opac, cut = par[k, _CA], par[k, _CB], par[k, _CC], par[k, _OPAC], par[k, _SIGMA_CUT]
+            g_x = g_y = g_a = g_b = g_c = g_o = g_ax = g_ay = 0.0
+            g_col[:] = 0.0
+            for i in range(r0, r1):
+                dy = par[k, _Y] - (i + 0.5)
+                for j in range(c0, c1):
+                    p = (i - y0) * tw + j - x0
+                    if k >= last[p]:
+                        continue
+                    dx = par[k, _X] - (j + 0.5)
                     sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                    if sigma < 0.0 or sigma > par[k, _SIGMA_CUT]:
+                    if sigma < 0.0 or sigma > cut:
                         continue
                     vis = math.exp(-sigma)
-                    raw_alpha = par[k, _OPAC] * vis
+                    raw_alpha = opac * vis
                     alpha = min(MAX_ALPHA, raw_alpha)
                     if alpha < ALPHA_THRESHOLD:
                         continue
                     ra = 1.0 / (1.0 - alpha)
-                    trans *= ra
-                    weight = alpha * trans
-                    v_alpha = trans_final * ra * v_alpha_out
+                    trans[p] *= ra
+                    weight = alpha * trans[p]
+                    v_alpha = out_trans[image, i, j] * ra * v_alphas[image, i, j]
                     for ch in range(n_channels):
                         v_c = v_colors[image, i, j, ch]
-                        grad[k, _N_GRAD + ch] += weight * v_c
-                        v_alpha += (col[k, ch] * trans - behind[ch] * ra) * v_c
-                        behind[ch] += col[k, ch] * weight
+                        g_col[ch] += weight * v_c
+                        v_alpha += (col[k, ch] * trans[p] - behind[p, ch] * ra) * v_c
+                        behind[p, ch] += col[k, ch] * weight
                     if raw_alpha <= MAX_ALPHA:
                         v_sigma = -raw_alpha * v_alpha
                         gx = v_sigma * (ca * dx + cb * dy)
                         gy = v_sigma * (cb * dx + cc * dy)
-                        grad[k, _X] += gx
-                        grad[k, _Y] += gy
-                        grad[k, _CA] += 0.5 * v_sigma * dx * dx
-                        grad[k, _CB] += v_sigma * dx * dy
-                        grad[k, _CC] += 0.5 * v_sigma * dy * dy
-                        grad[k, _OPAC] += vis * v_alpha
-                        grad[k, _ABS_X] += abs(gx)
-                        grad[k, _ABS_Y] += abs(gy)
+                        g_x += gx
+                        g_y += gy
+                        g_a += 0.5 * v_sigma * dx * dx
+                        g_b += v_sigma * dx * dy
+                        g_c += 0.5 * v_sigma * dy * dy
+                        g_o += vis * v_alpha
+                        g_ax += abs(gx)
+                        g_ay += abs(gy)
+            grad[k, _X] = g_x
+            grad[k, _Y] = g_y
+            grad[k, _CA] = g_a
+            grad[k, _CB] = g_b
+            grad[k, _CC] = g_c
+            grad[k, _OPAC] = g_o
+            grad[k, _ABS_X] = g_ax
+            grad[k, _ABS_Y] = g_ay
+            for ch in range(n_channels):
+                grad[k, _N_GRAD + ch] = g_col[ch]
 
 
 @numba.njit(cache=True)
@@ -152,12 +207,22 @@ def _run_kernel(kernel: Callable, n_isects: int, tile_size: int, *args) -> None:
 
 
 def _pack_params(means2d: Tensor, conics: Tensor, opacities: Tensor) -> np.ndarray:
-    """Per-Gaussian rows [P, 7] in float64; the last column is the sigma beyond which alpha < 1/255 for sure, so
-    the kernels skip exp() there."""
+    """Per-Gaussian rows [P, 9] in float64: mean, conic, opacity, the sigma beyond which alpha < 1/255 for sure
+    (the kernels skip exp() there) and the half-sizes (pixels) of the box of the ellipse ``sigma <= sigma cut``:
+    ``sqrt(2 cut Sigma_xx)``, ``sqrt(2 cut Sigma_yy)`` with ``Sigma`` the inverse of the conic (the whole tile when
+    the conic is not positive definite; means2d are within reach of the image for any Gaussian with an
+    intersection)."""
     opac = opacities.detach().double()
     sigma_cut = torch.log(torch.clamp(opac / ALPHA_THRESHOLD, min=1e-300)) + 1e-6
-    return torch.cat([means2d.detach().double(), conics.detach().double(), opac[:, None], sigma_cut[:, None]],
-                     dim=1).numpy()
+    a, b, c = conics.detach().double().unbind(-1)
+    det = a * c - b * b
+    ok = (det > 0) & (a > 0) & (c > 0)
+    det = torch.where(ok, det, torch.ones_like(det))
+    span = 2.0 * sigma_cut.clamp_min(0.0) / det
+    half_w = torch.where(ok, torch.sqrt(span * c) + BOX_MARGIN, torch.full_like(det, BOX_LIMIT)).clamp_max(BOX_LIMIT)
+    half_h = torch.where(ok, torch.sqrt(span * a) + BOX_MARGIN, torch.full_like(det, BOX_LIMIT)).clamp_max(BOX_LIMIT)
+    return torch.stack([*means2d.detach().double().unbind(-1), a, b, c, opac, sigma_cut, half_w, half_h],
+                       dim=1).numpy()
 
 
 class _Composite(torch.autograd.Function):
