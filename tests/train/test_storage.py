@@ -1,6 +1,7 @@
 """Compact storage (issue 20): images as uint8 (decoded again beyond the cache's budget), priors as their 16-bit
 levels, masks as bool; what training reads is the float image within half a level and the prior exactly."""
 
+import importlib.util
 from pathlib import Path
 
 import cv2
@@ -11,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from preprocess.depth_png import DepthMeta, read_depth_png
+from s3dgs.data.colmap import read_model
 from s3dgs.data.image_cache import GIB, StoredImage
 from s3dgs.data.scene import _read_rgb, attach_prior, load_scene
 from s3dgs.data.storage import Levels
@@ -69,3 +71,19 @@ def test_priors_are_kept_as_their_png_levels_and_read_back_exactly(example_dir):
         assert attach_prior(v, as_float, "inverse_depth", grid=(rec["min"], rec["max"])) is None
         step = (rec["max"] - rec["min"]) / 65535
         assert isinstance(v._prior, Levels) and np.abs(v.prior.numpy() - before).max() <= step / 2 + 1e-7
+
+
+def test_the_benchmark_scene_keeps_a_quarter_of_float32(tmp_path):
+    """benchmarks/scene_memory.py's scene at small scale (40 views at 320x240): its images take 3 bytes a pixel
+    (float32 took 12), at most the budget of them stay decoded, and its points keep their tracks."""
+    spec = importlib.util.spec_from_file_location("scene_memory", REPO_ROOT / "benchmarks" / "scene_memory.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.write_scene(tmp_path, 40, (320, 240), 200)
+    scene = load_scene(tmp_path)
+    assert len(scene.views) == 40 and len(scene.points) == 200
+    assert scene.views[0]._image.cache.nbytes == 40 * 320 * 240 * 3  # float32: 4x as much
+    assert sum(len(v.point_ids) for v in scene.views) == sum(len(t) for t in read_model(tmp_path / "sparse" / "0")
+                                                             .points.tracks)
+    budget = 10 * 320 * 240 * 3
+    assert load_scene(tmp_path, image_cache_gb=budget / GIB).views[0]._image.cache.nbytes <= budget
