@@ -87,3 +87,14 @@ def test_the_benchmark_scene_keeps_a_quarter_of_float32(tmp_path):
                                                              .points.tracks)
     budget = 10 * 320 * 240 * 3
     assert load_scene(tmp_path, image_cache_gb=budget / GIB).views[0]._image.cache.nbytes <= budget
+
+
+def test_images_are_kept_on_the_training_device(example_dir):
+    """The cache lives on the device it is given (CUDA when training there; the meta device stands in for it on a
+    CPU-only machine): what a step reads is already there, converted to float32 there."""
+    scene = load_scene(example_dir, device="meta")
+    v = scene.train[0]
+    assert v._image.pixels().device.type == "meta" and v._image.pixels().dtype == torch.uint8
+    image, alpha = v.rgba_on("meta")
+    assert image.device.type == "meta" and image.dtype == torch.float32 and image.shape == (60, 80, 3)
+    assert alpha is None and (v.width, v.height) == (80, 60)
