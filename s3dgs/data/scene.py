@@ -6,7 +6,8 @@ the split), and attaches the user's masks, the depth prior and ``gt_depth/<key>.
 when present. The depth prior comes from ``depth_dir`` when given, else from the frames' sensor depth
 (nerfstudio ``depth_file_path``: metric depth, :func:`attach_sensor_depth`). Transparent images are composited on the scene's background and keep their alpha.
 A view's key names its files (priors, ground truth, renders, per-view metrics): the image's stem, or its
-relative path when stems repeat (``preprocess.depth_png.prior_keys``, docs/formats.md).
+relative path when stems repeat (``preprocess.depth_png.prior_keys``, docs/formats.md). What is kept is compact
+(:class:`View`): images as uint8 within a memory budget, priors as their 16-bit levels, masks as bool.
 """
 
 from __future__ import annotations
