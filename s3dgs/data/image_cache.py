@@ -19,7 +19,7 @@ import torch
 from s3dgs.data.frames import DataError
 
 GIB = 1 << 30
-CPU_BUDGET = 2 * GIB  # images kept in RAM by default: well inside 4 GB of peak RSS for any capture
+CPU_BUDGET = 2 * GIB  # images kept in RAM by default: start-up within 4 GB of peak RSS at any view count
 GPU_FRACTION = 0.25  # of the GPU's memory, by default (1000 views at 1080p need 6.2 GB)
 
 
