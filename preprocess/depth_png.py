@@ -29,6 +29,7 @@ import numpy as np
 from filelock import FileLock
 
 from preprocess.atomic_io import atomic_write_bytes, atomic_write_json
+from preprocess.errors import S3dgsError
 
 META_NAME = "depth_meta.json"
 LOCK_NAME = ".depth_meta.json.lock"
@@ -38,7 +39,7 @@ MAX16 = 65535
 NODATA = 0  # the 16-bit level of pixels without a value, in maps whose meta entry has "nodata"
 
 
-class DepthFileError(ValueError):
+class DepthFileError(S3dgsError, ValueError):
     """A depth PNG or depth_meta.json that cannot be used; the message names the file and the fix."""
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -227,3 +228,13 @@ def summary(trust: dict[str, Trust]) -> str:
         line += " (rejected: " + "; ".join(f"{n} {c}" for c, n in causes.most_common()) + ")"
     return f"{line}; mean weight {mean_weight(trust):.2f}"
 
+
+
+def report(trust: dict[str, Trust]) -> dict[str, Any]:
+    """The verdicts for ``metrics.json``: views per state, the mean weight (over views with a prior), the one-line
+    :func:`summary` and each view's :meth:`Trust.as_dict`; empty when nothing judged them."""
+    if not trust:
+        return {}
+    return ({f"views_{s}": n for s, n in state_counts(trust).items()}
+            | {"mean_weight": round(mean_weight(trust), 4), "summary": summary(trust),
+               "views": {k: t.as_dict() for k, t in trust.items()}})

@@ -18,6 +18,7 @@ import numpy as np
 import pycolmap
 
 from preprocess.atomic_io import atomic_write_bytes
+from preprocess.errors import S3dgsError
 
 # model name -> (COLMAP model id, number of parameters), for writing
 CAMERA_MODELS: dict[str, tuple[int, int]] = {
@@ -27,7 +28,7 @@ CAMERA_MODELS: dict[str, tuple[int, int]] = {
 }
 
 
-class ColmapError(ValueError):
+class ColmapError(S3dgsError, ValueError):
     """A COLMAP model that cannot be read; the message names the file and the fix."""
 
 

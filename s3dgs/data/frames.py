@@ -20,6 +20,7 @@ import numpy as np
 import plyfile
 from PIL import Image as PILImage
 
+from preprocess.errors import S3dgsError
 from s3dgs.data import colmap
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ _COEFF_KEYS = {"opencv": ("k1", "k2", "p1", "p2", "k3"), "fisheye": ("k1", "k2",
 _OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
-class DataError(ValueError):
+class DataError(S3dgsError, ValueError):
     """A dataset that cannot be used; the message names the file and the fix."""
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from s3dgs import reliability
+from s3dgs import checkpoint, reliability
 from s3dgs.trainer import Trainer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -108,7 +108,7 @@ def test_without_points_the_render_judges_each_prior(small_copy, tmp_path):
     assert all(t.trust[k].state == "trusted" and t.trust[k].render_rho > 0.85 for k in good)
     v = t.scene.train[0]
     assert t.view_depth_loss(v, v.gt_depth, torch.ones(60, 80)) is not None
-    report = t.trust_report()
+    report = reliability.report(t.trust)
     assert report["views_trusted"] == len(good) and report["views_rejected"] == 3
     assert report["views"][wrong]["render_rho"] < 0.3
 
@@ -160,7 +160,6 @@ def test_verdicts_travel_with_the_checkpoint(example_dir, tmp_path):
     assert resumed.trust[key].state == "trusted"  # as judged anew at start-up
     st2 = resumed.load_checkpoint(tmp_path / "ckpt.pt")
     assert st2.trust is resumed.trust and resumed.trust[key] == t.trust[key]
-    assert resumed.trust_report()["views"][key]["weight"] == 0.25
-    evaluating = Trainer(cfg, tmp_path)  # s3dgs.eval reports the verdicts the run trained with
-    evaluating.load_checkpoint(tmp_path / "ckpt.pt", resume=False)
-    assert evaluating.trust[key] == t.trust[key]
+    assert reliability.report(resumed.trust)["views"][key]["weight"] == 0.25
+    record = checkpoint.record_of(checkpoint.read_checkpoint(tmp_path / "ckpt.pt"))  # what s3dgs.eval reports
+    assert record.trust[key] == t.trust[key] and record.depth == t.depth_facts()  # the run as trained
