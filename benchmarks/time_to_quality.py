@@ -11,7 +11,8 @@ For each capture (``DIR[:DOWNSCALE]``), one after the other so that no two runs 
   image resized to the render, against the time of its ``Step N`` line from its first (start-up excluded, as
   ours; its validation renders are counted in its time). Its renderer sorts Gaussians wrongly (see ``docs/performance.md``), so its PLYs score lower in any
   correct renderer; the PSNR here is its own renderer's, of its own held-out view. Captures whose images need
-  undistorting get no OpenSplat PSNR (it undistorts and crops them its own way), only its times.
+  undistorting (fern's and beer's cameras both carry a k1) get no OpenSplat PSNR, only its times: it undistorts and
+  crops them its own way, so its renders do not line up with our images.
 
 Prints, per capture, the curves at a few times and the time each run first reached ``--target`` dB, and writes
 ``curves.png`` and ``curves.json`` into ``--out``. For example (docs/performance.md)::

@@ -178,12 +178,16 @@ class DepthMeta:
                 return f"{stem!r} has min {lo!r} and max {hi!r}, not finite numbers with min <= max"
         return None
 
-    def to_float(self, key: str, png: np.ndarray) -> np.ndarray:
-        """Decode image ``key``'s uint16 map to float32 in the model's units; NaN where it has no value."""
+    def entry(self, key: str) -> dict[str, Any]:
+        """Image ``key``'s entry (``min``, ``max``, optional ``nodata``, ...); :class:`DepthFileError` without one."""
         try:
-            rec = self.images[key]
+            return self.images[key]
         except KeyError:
             raise DepthFileError(f"{META_NAME}: no entry for {key!r}; rerun preprocess.generate_depth") from None
+
+    def to_float(self, key: str, png: np.ndarray) -> np.ndarray:
+        """Decode image ``key``'s uint16 map to float32 in the model's units; NaN where it has no value."""
+        rec = self.entry(key)
         x = dequantize(png, rec["min"], rec["max"])
         if rec.get("nodata") is not None:
             x[png == rec["nodata"]] = np.nan

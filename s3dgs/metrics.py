@@ -101,7 +101,7 @@ def view_metrics(rgb: torch.Tensor, view: View, depth: torch.Tensor, masked: boo
     view has ground-truth depth, and then ``prior_abs_rel`` when it also has a prior of ``prior_kind``: the
     AbsRel of the prior alone after the best affine fit to the truth (:func:`prior_fitted_to`), the bar a
     depth-supervised render has to beat. Depth metrics are None when the view's ground truth has no known pixel."""
-    gt = view.image.to(rgb.device)[None]
+    gt = view.rgba_on(rgb.device)[0][None]
     row = {"psnr": float(psnr(rgb, gt)), "ssim": float(ssim(rgb, gt))}
     if masked:
         mask = None if view.mask is None else view.mask.to(rgb.device)[None]

@@ -35,12 +35,13 @@ def resolve_data(cfg: DictConfig) -> tuple[Path, Path | None]:
     return data_dir, (guess if guess.is_dir() and not names_sensor_depth(data_dir) else None)
 
 
-def load_run_scene(cfg: DictConfig) -> Scene:
-    """The scene of a run's config: its dataset (``data_dir``, ``data.*``) with the priors of ``depth_dir``."""
+def load_run_scene(cfg: DictConfig, device: torch.device | str = "cpu") -> Scene:
+    """The scene of a run's config: its dataset (``data_dir``, ``data.*``) with the priors of ``depth_dir``, its
+    images cached on ``device``."""
     data_dir, depth_dir = resolve_data(cfg)
     d = cfg.data
     return load_scene(data_dir, d.type, d.images, d.downscale, d.background, d.test_every, d.num_train_views,
-                      depth_dir)
+                      depth_dir, d.get("image_cache_gb"), device)
 
 
 def load_run_config(run_dir: Path, device: str | None = None) -> DictConfig:
@@ -90,7 +91,7 @@ def load_run(run_dir: Path, device: str | None = None) -> FinishedRun:
         raise RunError(f"{ckpt} not found: the run stopped before saving a model; pass a finished run's folder "
                        f"or train again into it (python -m s3dgs.train hydra.run.dir={run_dir} ...)")
     dev = pick_device(cfg.device)
-    scene = load_run_scene(cfg)
+    scene = load_run_scene(cfg, dev)
     ck = checkpoint.read_checkpoint(ckpt)
     return FinishedRun(cfg, scene, dev, {k: v.to(dev) for k, v in ck["params"].items()}, checkpoint.record_of(ck))
 

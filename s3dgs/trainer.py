@@ -44,7 +44,7 @@ class Trainer:
         np.random.seed(cfg.seed)  # gsplat samples with NumPy beyond 2^24 Gaussians
         if cfg.steps < 1:
             raise TrainError(f"steps={cfg.steps}: must be at least 1")
-        self.scene: Scene = load_run_scene(cfg)
+        self.scene: Scene = load_run_scene(cfg, self.device)
         self.background = torch.tensor(self.scene.background, dtype=torch.float32, device=self.device)
         self.random_background = cfg.data.background == "random"
         if self.random_background and all(v.alpha is None for v in self.scene.train):
@@ -258,11 +258,12 @@ class Trainer:
         """Training image ``[1, H, W, 3]`` and the background ``[3]`` to render it on: the scene's, or with
         ``data.background=random`` a random colour per step that the image's transparent pixels take too (so
         background Gaussians cannot pass for a colour)."""
-        gt = view.image.to(self.device)[None]
-        if not (self.random_background and view.alpha is not None):
+        gt, alpha = view.rgba_on(self.device)
+        gt = gt[None]
+        if not (self.random_background and alpha is not None):
             return gt, self.background
         bg = torch.rand(3, generator=gen).to(self.device)
-        return gt + (bg - self.background) * (1 - view.alpha.to(self.device)[None, ..., None]), bg
+        return gt + (bg - self.background) * (1 - alpha[None, ..., None]), bg
 
     # ------------------------------------------------------------ loop
 

@@ -174,9 +174,9 @@ def read_colmap(data_dir: Path, images_dir: str = "images") -> Layout:
     frames = _keep_existing(frames, img_root)
     _colmap_masks(frames, data_dir / "masks")
     pts = model.points
-    index = {int(pid): i for i, pid in enumerate(pts.ids)}
     for f in frames:  # point3D ids -> row indices
-        f.point_ids = np.array([index[int(i)] for i in f.point_ids if int(i) in index], np.int64)
+        rows = colmap.rows_of(pts.ids, f.point_ids)
+        f.point_ids = rows[rows >= 0]
     return Layout(frames, pts.xyz.astype(np.float32), pts.rgb, "colmap")
 
 
