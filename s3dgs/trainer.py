@@ -22,11 +22,11 @@ from preprocess.devices import pick_device
 from s3dgs import alignment, checkpoint, reliability, splat
 from s3dgs.checkpoint import Record, State
 from s3dgs.data.scene import Scene, View
+from s3dgs.densification import make_densification
+from s3dgs.depth_terms import make_depth_term
 from s3dgs.errors import TrainError
 from s3dgs.gaussians import make_optimizers, save_ply
 from s3dgs.init import init_gaussians, initial_points, uses_prior_points
-from s3dgs.densification import make_densification
-from s3dgs.depth_terms import make_depth_term
 from s3dgs.losses import photometric_loss, to_prior_space
 from s3dgs.metrics import psnr
 from s3dgs.report import depth_facts, run_metrics
@@ -36,7 +36,11 @@ from s3dgs.tb_logging import TensorBoardLog
 
 log = logging.getLogger(__name__)
 
+
 class Trainer:
+    """One run of ``cfg`` into ``out_dir``: its scene, densification, depth term and the priors' verdicts, built
+    once; states (:class:`~s3dgs.checkpoint.State`) are trained by :meth:`fit`."""
+
     def __init__(self, cfg: DictConfig, out_dir: Path):
         self.cfg, self.out_dir = cfg, out_dir
         self.device = pick_device(cfg.device)
