@@ -8,16 +8,24 @@ For each capture (``DIR[:DOWNSCALE]``), one after the other so that no two runs 
 - OpenSplat (with ``--opensplat BINARY``): ``opensplat DIR -d DOWNSCALE -n STEPS --num-downscales 0
   --val-image IMAGE --val-render DIR`` (trained and scored at the same size as ours; ``IMAGE`` is our first test
   view, held out by both); its curve is the PSNR of the validation renders it writes every 10 steps against that
-  image resized to the render, against each render's file time (its validation renders are counted in its
-  time). Its renderer sorts Gaussians wrongly (see ``docs/performance.md``), so its PLYs score lower in any
+  image resized to the render, against the time of its ``Step N`` line from its first (start-up excluded, as
+  ours; its validation renders are counted in its time). Its renderer sorts Gaussians wrongly (see ``docs/performance.md``), so its PLYs score lower in any
   correct renderer; the PSNR here is its own renderer's, of its own held-out view. Captures whose images need
-  undistorting get no OpenSplat PSNR (it undistorts and crops them its own way), only its times.
+  undistorting (fern's and beer's cameras both carry a k1) get no OpenSplat PSNR, only its times: it undistorts and
+  crops them its own way, so its renders do not line up with our images.
 
 Prints, per capture, the curves at a few times and the time each run first reached ``--target`` dB, and writes
 ``curves.png`` and ``curves.json`` into ``--out``. For example (docs/performance.md)::
 
-    python benchmarks/time_to_quality.py data_local/fern:2 data_local/beer:4 --steps 2000 \\
+    python benchmarks/time_to_quality.py data_local/fern:2 data_local/beer:4 --steps 1000 \\
         --opensplat /path/to/opensplat --threads 2 --out /tmp/ttq
+
+Step times at an equal Gaussian count (fern's 10091 sparse points: ours capped there, OpenSplat before its
+first densification after step 500), one thread each::
+
+    python benchmarks/time_to_quality.py data_local/fern:2 --steps 300 --eval-every 100 --threads 1 \\
+        --opensplat /path/to/opensplat --opensplat-steps 300 --no-opensplat-val --out /tmp/ttq_step \\
+        --overrides strategy.cap_max=10091 lambda_depth=0
 """
 
 from __future__ import annotations
@@ -67,8 +75,9 @@ def image_psnr(render: np.ndarray, target: np.ndarray) -> float:
 
 def run_opensplat(binary: Path, data: Path, downscale: int, steps: int, val_image: Path | None, threads: int,
                   out: Path) -> tuple[list[dict[str, float]], dict[str, float]]:
-    """Train OpenSplat; returns its curve (empty without ``val_image``) and its totals (seconds, CPU seconds,
-    seconds per step)."""
+    """Train OpenSplat; returns its curve (empty without ``val_image``) and its totals: seconds and CPU seconds of
+    the whole process (start-up included) and its training seconds per step (between its first and last
+    ``Step N`` lines, start-up excluded, as ours)."""
     renders = out / "val"
     renders.mkdir(parents=True, exist_ok=True)
     cmd = [str(binary), str(data), "--cpu", "-d", str(downscale), "-n", str(steps), "--num-downscales", "0",
@@ -77,12 +86,22 @@ def run_opensplat(binary: Path, data: Path, downscale: int, steps: int, val_imag
         cmd += ["--val-image", val_image.name, "--val-render", str(renders)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
-    with open(out / "opensplat.log", "w") as log:
-        subprocess.run(cmd, check=True, env=thread_env(threads), stdout=log, stderr=subprocess.STDOUT, cwd=out)
+    step_times = {}
+    with open(out / "opensplat.log", "w") as log, subprocess.Popen(
+            cmd, env=thread_env(threads), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=out, text=True) as p:
+        for line in p.stdout:
+            log.write(line)
+            found = re.match(r"Step (\d+):", line)
+            if found:
+                step_times[int(found.group(1))] = time.time() - t0
+    if p.returncode:
+        raise SystemExit(f"error: opensplat exited with {p.returncode}; see {out / 'opensplat.log'}")
     seconds = time.time() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    totals = {"seconds": seconds, "cpu_seconds": cpu, "sec_per_step": seconds / steps}
+    first, last = min(step_times), max(step_times)
+    per_step = (step_times[last] - step_times[first]) / max(last - first, 1)
+    totals = {"seconds": seconds, "cpu_seconds": cpu, "sec_per_step": per_step}
     curve = []
     if val_image is not None:
         target = cv2.imread(str(val_image))
@@ -92,7 +111,7 @@ def run_opensplat(binary: Path, data: Path, downscale: int, steps: int, val_imag
                 continue
             render = cv2.imread(str(png))
             gt = cv2.resize(target, (render.shape[1], render.shape[0]), interpolation=cv2.INTER_AREA)
-            t = png.stat().st_mtime - t0
+            t = step_times.get(step, png.stat().st_mtime - t0) - step_times[first]
             curve.append({"step": step, "seconds": t, "cpu_seconds": cpu * t / seconds, "psnr": image_psnr(render, gt)})
     return curve, totals
 
@@ -128,6 +147,8 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=29.0, help="dB whose first time is reported")
     ap.add_argument("--opensplat", type=Path, help="OpenSplat binary built for the CPU")
     ap.add_argument("--opensplat-steps", type=int, default=2000)
+    ap.add_argument("--opensplat-val", action=argparse.BooleanOptionalAction, default=True,
+                    help="its validation renders (its curve); --no-opensplat-val for step times without them")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--overrides", nargs="*", default=[], help="extra key=value for ours")
     args = ap.parse_args()
@@ -144,7 +165,7 @@ def main() -> None:
             frames = sorted(read_layout(data).frames, key=lambda f: f.name)
             # our first test view (every data.test_every-th image, sorted by name), when OpenSplat sees it as we do
             plain = all(f.distortion is None and f.split is None for f in frames)
-            val = frames[0].path if plain else None
+            val = frames[0].path if plain and args.opensplat_val else None
             runs["opensplat"], totals[name] = run_opensplat(args.opensplat.resolve(), data, downscale,
                                                             args.opensplat_steps, val, args.threads,
                                                             args.out / f"opensplat_{data.name}")
@@ -155,9 +176,13 @@ def main() -> None:
                                                    f"({c['cpu_seconds']:.0f} CPU s) {c['psnr']:.2f} dB"
                                                    for c in shown)
                   + f"; {args.target} dB at " + (f"{reach:.0f} s" if reach is not None else "never"))
+        ours = runs["s3dgs"]
+        if len(ours) > 1:  # steady state: from the first evaluation on
+            per_step = (ours[-1]["seconds"] - ours[0]["seconds"]) / (ours[-1]["step"] - ours[0]["step"])
+            print(f"{name} s3dgs: {per_step:.3f} s/step after step {ours[0]['step']}")
         if name in totals:
             t = totals[name]
-            print(f"{name} opensplat: {args.opensplat_steps} steps in {t['seconds']:.0f} s "
+            print(f"{name} opensplat: {args.opensplat_steps} steps in {t['seconds']:.0f} s with its start-up "
                   f"({t['cpu_seconds']:.0f} CPU s), {t['sec_per_step']:.3f} s/step")
     (args.out / "curves.json").write_text(json.dumps({"curves": curves, "opensplat_totals": totals}, indent=1))
     plot(curves, args.out / "curves.png")

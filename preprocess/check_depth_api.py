@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from preprocess.backends import DEFAULT_SPACE, BackendError, RunStopped
+from preprocess.backends import DEFAULT_SPACE
 from preprocess.backends.space import ENDPOINT, SpaceBackend
-from preprocess.images import ImageReadError
+from preprocess.errors import S3dgsError
 
 
 def describe(item: object) -> str:
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     print(f"  output {i}: {arr.dtype} {arr.shape[1]}x{arr.shape[0]}, values {arr.min()}..{arr.max()}, "
                           f"{len(np.unique(arr))} levels")
-        except (BackendError, RunStopped, ImageReadError) as e:
+        except S3dgsError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
         except Exception as e:  # the point of this tool is to show what the Space does; say it in one line

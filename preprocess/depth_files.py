@@ -14,6 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from preprocess.errors import S3dgsError
+
 EXR_CHANNELS = ("Z", "Y", "R", "depth")  # tried in this order
 DEPTH_FILE_KINDS = {
     ".npy": "NumPy array [H, W]",
@@ -26,7 +28,7 @@ DEPTH_FILE_KINDS = {
 }
 
 
-class DepthReadError(ValueError):
+class DepthReadError(S3dgsError, ValueError):
     """A file that cannot be read as one depth map; the message names the file, what was found and what is
     accepted."""
 

@@ -29,6 +29,7 @@ import numpy as np
 from filelock import FileLock
 
 from preprocess.atomic_io import atomic_write_bytes, atomic_write_json
+from preprocess.errors import S3dgsError
 
 META_NAME = "depth_meta.json"
 LOCK_NAME = ".depth_meta.json.lock"
@@ -38,7 +39,7 @@ MAX16 = 65535
 NODATA = 0  # the 16-bit level of pixels without a value, in maps whose meta entry has "nodata"
 
 
-class DepthFileError(ValueError):
+class DepthFileError(S3dgsError, ValueError):
     """A depth PNG or depth_meta.json that cannot be used; the message names the file and the fix."""
 
 
@@ -177,12 +178,16 @@ class DepthMeta:
                 return f"{stem!r} has min {lo!r} and max {hi!r}, not finite numbers with min <= max"
         return None
 
-    def to_float(self, key: str, png: np.ndarray) -> np.ndarray:
-        """Decode image ``key``'s uint16 map to float32 in the model's units; NaN where it has no value."""
+    def entry(self, key: str) -> dict[str, Any]:
+        """Image ``key``'s entry (``min``, ``max``, optional ``nodata``, ...); :class:`DepthFileError` without one."""
         try:
-            rec = self.images[key]
+            return self.images[key]
         except KeyError:
             raise DepthFileError(f"{META_NAME}: no entry for {key!r}; rerun preprocess.generate_depth") from None
+
+    def to_float(self, key: str, png: np.ndarray) -> np.ndarray:
+        """Decode image ``key``'s uint16 map to float32 in the model's units; NaN where it has no value."""
+        rec = self.entry(key)
         x = dequantize(png, rec["min"], rec["max"])
         if rec.get("nodata") is not None:
             x[png == rec["nodata"]] = np.nan

@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from preprocess.weights import MODELS, WeightsError, download, is_downloaded, resolve, resolve_root
+from preprocess.errors import S3dgsError
+from preprocess.weights import MODELS, download, is_downloaded, resolve, resolve_root
 
 
 def format_table(dest: str | None = None) -> str:
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         entries = list(MODELS) if args.all else list(dict.fromkeys(resolve(n) for n in args.model))
-    except WeightsError as e:
+    except S3dgsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     failed = 0
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         try:
             path = download(entry, args.dest)
-        except WeightsError as e:
+        except S3dgsError as e:
             print(f"error: {e}", file=sys.stderr)
             failed += 1
             continue

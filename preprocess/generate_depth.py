@@ -19,18 +19,19 @@ import signal
 import sys
 import tempfile
 import time
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from preprocess.atomic_io import LIVE_TEMP_AGE_S, TEMP_PREFIX, remove_stale_temps
-from preprocess.backends import (BACKENDS, DEFAULT_MODEL, DEFAULT_SPACE, BackendError, BackendOptions, DepthBackend,
-                                 RunStopped, make_backend)
+from preprocess.backends import (BACKENDS, DEFAULT_MODEL, DEFAULT_SPACE, BackendOptions, DepthBackend, RunStopped,
+                                 make_backend)
+from preprocess.callable_module import make_callable
 from preprocess.depth_files import DEPTH_FILE_KINDS, accepted_kinds
 from preprocess.depth_png import (META_NAME, DepthFileError, DepthMeta, prior_keys, quantize, read_depth_png,
                                   update_meta, write_depth_png)
+from preprocess.errors import S3dgsError
 from preprocess.images import (IMAGE_EXTENSIONS, ImageReadError, InputError, list_images, image_size, parse_shard,
                                select_shard, visible_files)
 
@@ -360,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (BackendError, DepthFileError) as e:
+    except S3dgsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -371,14 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if summary.ok else 1
 
 
-class _CallableModule(types.ModuleType):
-    """``preprocess.generate_depth`` is this module and, called, the :func:`generate_depth` function."""
-
-    def __call__(self, *args, **kwargs) -> Summary:
-        return generate_depth(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_callable(__name__)  # preprocess.generate_depth(...) calls generate_depth
 
 if __name__ == "__main__":
     sys.exit(main())

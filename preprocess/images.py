@@ -13,14 +13,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from preprocess.errors import S3dgsError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-class InputError(ValueError):
+class InputError(S3dgsError, ValueError):
     """Bad command-line input (folder, shard spec); the message names the problem and the fix."""
 
 
-class ImageReadError(ValueError):
+class ImageReadError(S3dgsError, ValueError):
     """One image that cannot be decoded; the run reports it and goes on."""
 
 

@@ -22,7 +22,6 @@ import math
 import signal
 import sys
 import time
-import types
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +30,11 @@ import cv2
 import numpy as np
 
 from preprocess.atomic_io import remove_stale_temps
+from preprocess.callable_module import make_callable
 from preprocess.depth_files import DepthReadError, accepted_kinds, check_kind, read_depth_file
 from preprocess.depth_png import (META_NAME, NODATA, VALUE_KINDS, DepthFileError, DepthMeta, quantize_with_holes,
                                   read_depth_png, update_meta, write_confidence_png, write_depth_png)
+from preprocess.errors import S3dgsError
 from preprocess.generate_depth import META_FLUSH_S, _interrupt, image_keys, prepare_output_dir
 from preprocess.images import ImageReadError, InputError, image_size, list_images, visible_files
 
@@ -406,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except DepthFileError as e:
+    except S3dgsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -415,14 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if summary.ok else 1
 
 
-class _CallableModule(types.ModuleType):
-    """``preprocess.import_depth`` is this module and, called, the :func:`import_depth` function."""
-
-    def __call__(self, *args, **kwargs) -> ImportSummary:
-        return import_depth(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_callable(__name__)  # preprocess.import_depth(...) calls import_depth
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,10 +18,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from preprocess.errors import S3dgsError
+
 CHECKPOINT_ROOT_ENV = "S3DGS_CHECKPOINT_ROOT"
 
 
-class WeightsError(RuntimeError):
+class WeightsError(S3dgsError, RuntimeError):
     """A model name, file or download problem; one line naming the file and the fix."""
 
 

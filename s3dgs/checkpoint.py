@@ -3,8 +3,10 @@
 A checkpoint holds the parameters, Adam's state, the densification strategy's state, every random number
 generator the run draws from (the training-view generator, torch's global CPU generator that gsplat's
 strategies use, CUDA's on CUDA, NumPy's, which gsplat samples with beyond 2^24 Gaussians), the rest of the
-current epoch's view order, each view's verdict on its prior (:class:`s3dgs.reliability.Trust`), and the
-facts a resumed config must share with it (:func:`run_facts`).
+current epoch's view order, each view's verdict on its prior (:class:`s3dgs.reliability.Trust`), how the priors
+were aligned (the ``depth`` block of ``metrics.json`` without the verdicts, so an evaluation reports on the run as
+trained without aligning again: :class:`Record`), and the facts a resumed config must share with it
+(:func:`run_facts`).
 Learning rates are not restored: they are the current config's (the means' a function of the step).
 Everything in it is a tensor or plain data (dicts, lists, numbers, strings), so it is read with
 ``torch.load(weights_only=True)``: a file holding other Python objects is refused, never unpickled.
@@ -52,6 +54,18 @@ class State:
     trust: dict[str, Trust] = field(default_factory=dict)  # each view's verdict on its prior (changes in training)
 
 
+@dataclass
+class Record:
+    """What a checkpoint says of its run: steps done, training seconds, each view's verdict on its prior, and the
+    depth term's facts for ``metrics.json`` (:func:`s3dgs.report.depth_facts`; empty in a checkpoint written before
+    they were kept)."""
+
+    step: int
+    train_seconds: float
+    trust: dict[str, Trust]
+    depth: dict[str, Any]
+
+
 def run_facts(cfg: DictConfig, train: list[View]) -> dict[str, Any]:
     """What a resumed run must share with its checkpoint: the training views ``train`` (names and sizes), the SH
     degree and every strategy setting (``steps`` may grow)."""
@@ -85,15 +99,17 @@ def set_rng_states(states: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(states["cuda"], device)
 
 
-def save_checkpoint(path: Path, st: State, facts: dict[str, Any], device: torch.device) -> None:
-    """Write ``st`` with the run's ``facts`` and the global RNG states to ``path`` atomically."""
+def save_checkpoint(path: Path, st: State, facts: dict[str, Any], depth: dict[str, Any], device: torch.device
+                    ) -> None:
+    """Write ``st`` with the run's ``facts``, its ``depth`` facts (:class:`Record`) and the global RNG states to
+    ``path`` atomically."""
     with atomic_path(path) as tmp:
         torch.save({"format": FORMAT, "facts": facts, "step": st.step, "train_seconds": st.train_seconds,
                     "params": {k: v.detach().cpu() for k, v in st.params.items()},
                     "optimizers": {k: o.state_dict() for k, o in st.optimizers.items()},
                     "strategy_state": {k: v.cpu() if torch.is_tensor(v) else v for k, v in st.strategy_state.items()},
                     "order": st.order.get_state(), "order_left": list(st.order_left),
-                    "trust": {k: asdict(t) for k, t in st.trust.items()}, "rng": rng_states(device)}, tmp)
+                    "trust": {k: asdict(t) for k, t in st.trust.items()}, "depth": depth, "rng": rng_states(device)}, tmp)
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
@@ -139,16 +155,17 @@ def restore(st: State, ck: dict[str, Any], device: torch.device) -> None:
     st.strategy_state = {k: v.to(device) if torch.is_tensor(v) else v for k, v in ck["strategy_state"].items()}
     st.order.set_state(ck["order"])
     st.order_left = list(ck["order_left"])
-    restore_record(st, ck)
+    record = record_of(ck)
+    st.step, st.train_seconds = record.step, record.train_seconds
+    st.trust.clear()  # in place: the trainer holds the same dict
+    st.trust.update(record.trust)
     set_rng_states(ck["rng"], device)
 
 
-def restore_record(st: State, ck: dict[str, Any]) -> None:
-    """What ``ck`` says about the run so far into ``st``: its step, training time and the priors' verdicts (in
-    place: the trainer holds the same dict), for an evaluation that reports on the run as trained."""
-    st.step, st.train_seconds = ck["step"], ck["train_seconds"]
-    st.trust.clear()
-    st.trust.update({k: Trust(**t) for k, t in ck["trust"].items()})
+def record_of(ck: dict[str, Any]) -> Record:
+    """What the checkpoint ``ck`` (:func:`read_checkpoint`) says about its run."""
+    return Record(ck["step"], ck["train_seconds"], {k: Trust(**t) for k, t in ck["trust"].items()},
+                  ck.get("depth", {}))
 
 
 class StopRequest:

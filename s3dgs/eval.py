@@ -12,80 +12,20 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from omegaconf import DictConfig, OmegaConf
-from scipy.interpolate import CubicSpline
-from scipy.spatial.transform import Rotation, Slerp
-from tqdm import tqdm
-
-from preprocess.atomic_io import atomic_path, atomic_write_json
-from preprocess.depth_png import DepthFileError
-from preprocess.video_depth.vis import Mp4Writer
-from s3dgs.data.frames import DataError
-from s3dgs.data.scene import View
-from s3dgs.checkpoint import State
-from s3dgs.trainer import Trainer, TrainError
+from preprocess.atomic_io import atomic_write_json
+from preprocess.errors import S3dgsError
+from s3dgs.camera_path import write_path_video
+from s3dgs.report import run_metrics
+from s3dgs.run import load_run
 
 TRAINING_FIELDS = ("train_seconds", "device")  # kept from the run's metrics.json: facts of training, not of eval
 
 
-class EvalError(ValueError):
-    """A run folder that cannot be evaluated; the message names the file and the fix."""
-
-
-def load_run_config(run_dir: Path, device: str | None = None) -> DictConfig:
-    """The run's composed config, relative ``data_dir`` / ``depth_dir`` anchored at the folder training ran
-    from (Hydra's ``runtime.cwd``), ``device`` replaced when given."""
-    path = run_dir / ".hydra" / "config.yaml"
-    if not path.is_file():
-        raise EvalError(f"{path} not found: RUN_DIR must be a folder written by python -m s3dgs.train "
-                        "(its hydra.run.dir, or a job folder of a multirun)")
-    cfg = OmegaConf.load(path)
-    hydra_yaml = run_dir / ".hydra" / "hydra.yaml"
-    cwd = OmegaConf.select(OmegaConf.load(hydra_yaml), "hydra.runtime.cwd") if hydra_yaml.is_file() else None
-    for key in ("data_dir", "depth_dir"):
-        if cfg[key] and cwd and not Path(cfg[key]).expanduser().is_absolute():
-            cfg[key] = str(Path(cwd) / cfg[key])
-    if device:
-        cfg.device = device
-    return cfg
-
-
-def camera_path(camtoworlds: np.ndarray, frames: int) -> np.ndarray:
-    """``frames`` camera-to-world matrices ``[frames, 4, 4]`` on a smooth path through ``camtoworlds
-    [N, 4, 4]`` in their order, first to last: positions on a cubic spline, rotations slerped, one knot per camera."""
-    if len(camtoworlds) == 1:
-        return np.repeat(camtoworlds, frames, axis=0)
-    knots = np.arange(len(camtoworlds))
-    t = np.linspace(0, knots[-1], frames)
-    out = np.tile(np.eye(4), (frames, 1, 1))
-    out[:, :3, :3] = Slerp(knots, Rotation.from_matrix(camtoworlds[:, :3, :3]))(t).as_matrix()
-    out[:, :3, 3] = CubicSpline(knots, camtoworlds[:, :3, 3])(t)
-    return out
-
-
-def path_views(views: list[View], frames: int) -> list[View]:
-    """:func:`camera_path` through ``views`` sorted by name, as views with the first one's intrinsics and size."""
-    ordered = sorted(views, key=lambda v: v.name)
-    poses = camera_path(np.stack([v.camtoworld.double().numpy() for v in ordered]), frames)
-    return [replace(ordered[0], name=f"path_{i:04d}", camtoworld=torch.from_numpy(m).float())
-            for i, m in enumerate(poses)]
-
-
-@torch.no_grad()
-def write_path_video(trainer: Trainer, st: State, path: Path, frames: int = 120, fps: float = 30) -> None:
-    """Render :func:`path_views` through the training views at full SH degree into an mp4 at ``path``
-    (H.264, else mp4v; an odd width or height is padded by one pixel)."""
-    views = path_views(trainer.scene.train, frames)
-    with atomic_path(path) as tmp, Mp4Writer(tmp, (views[0].width, views[0].height), fps) as writer:
-        for v in tqdm(views, desc=path.name, mininterval=1.0, dynamic_ncols=True):
-            rgb = trainer.render(st.params, v, trainer.cfg.sh_degree)[0][0].clamp(0, 1)
-            writer.write(rgb.mul(255).round().byte().cpu().numpy())
+class EvalError(S3dgsError, ValueError):
+    """Evaluation options that cannot work; the message says what to change."""
 
 
 def evaluate_run(run_dir: str | Path, video: bool = True, frames: int = 120, fps: float = 30,
@@ -96,22 +36,15 @@ def evaluate_run(run_dir: str | Path, video: bool = True, frames: int = 120, fps
     if frames < 1 or fps <= 0:
         raise EvalError(f"--frames {frames} --fps {fps}: both must be positive")
     run_dir = Path(run_dir).expanduser()
-    if not run_dir.is_dir():
-        raise EvalError(f"{run_dir}: not a folder; pass the run folder of python -m s3dgs.train (its hydra.run.dir)")
-    cfg = load_run_config(run_dir, device)
-    ckpt = run_dir / "ckpt.pt"
-    if not ckpt.is_file():
-        raise EvalError(f"{ckpt} not found: the run stopped before saving a model; pass a finished run's folder "
-                        f"or train again into it (python -m s3dgs.train hydra.run.dir={run_dir} ...)")
-    trainer = Trainer(cfg, run_dir)
-    st = trainer.load_checkpoint(ckpt, resume=False)
-    metrics = trainer.evaluate(st, run_dir / "renders" if cfg.save_renders else None)
+    run = load_run(run_dir, device)
+    metrics = run_metrics(run.render, run.scene, run.cfg, run.record, len(run.params["means"]), run.device,
+                          run_dir / "renders" if run.cfg.save_renders else None)
     metrics_path = run_dir / "metrics.json"
     old = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     metrics |= {k: old[k] for k in TRAINING_FIELDS if k in old}
     atomic_write_json(metrics_path, metrics)
     if video:
-        write_path_video(trainer, st, run_dir / "path.mp4", frames, fps)
+        write_path_video(run.render, run.scene.train, run_dir / "path.mp4", frames, fps)
     return metrics
 
 
@@ -137,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         metrics = evaluate_run(args.run_dir, args.video, args.frames, args.fps, args.device)
-    except (EvalError, TrainError, DataError, DepthFileError) as e:
+    except S3dgsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     for split in ("test", "train"):

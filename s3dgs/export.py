@@ -19,6 +19,7 @@ from pathlib import Path
 from gsplat import export_splats
 
 from preprocess.atomic_io import atomic_write_bytes
+from preprocess.errors import S3dgsError
 from s3dgs.gaussians import gaussians_from_ply
 
 # --format -> (gsplat's name, file suffix)
@@ -26,7 +27,7 @@ FORMATS = {"ply": ("ply", ".ply"), "splat": ("splat", ".splat"),
            "ply-compressed": ("ply_compressed", ".compressed.ply")}
 
 
-class ExportError(ValueError):
+class ExportError(S3dgsError, ValueError):
     """An input that cannot be exported; the message names the file and the fix."""
 
 
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         out = export(args.model, args.format, args.out)
-    except (ExportError, OSError) as e:
+    except (S3dgsError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {out}")

@@ -11,9 +11,19 @@ that misreads the scene), so its weight is earned before training, from two kind
    reaches 0.6-0.75 on some views while correct priors over noisy points stay near 0.5: the points alone
    cannot tell those apart).
 2. **The render of a probe** (:meth:`s3dgs.trainer.Trainer.probe_priors`): a short photometric-only run from
-   the sparse points; the rank correlation between its rendered disparity and each pending prior, over the
-   rendered surface, sets the weight (0 at ``render_reject``, 1 at ``render_agree``, linear between). The
-   probe never saw the priors, so a prior cannot earn weight by having pulled the render towards itself.
+   the sparse points. First it measures how far the points can be agreed with at all: the median rank
+   correlation ``q`` between its rendered disparity and the points, over the views. Few or noisy points (a
+   3-view capture triangulates a few hundred) keep even a reconstruction from the images themselves near 0.7;
+   a dense capture's reaches 0.9 (``probe_reference``). So a pending prior that agrees with its points at least
+   ``points_agree x min(1, q / probe_reference)`` is trusted: as well as the photometric reconstruction does,
+   relative to the evidence. On a dense capture the bar stays ``points_agree``, and where the probe agrees with
+   the points less than ``probe_least`` it tells nothing about them and the bar stays too. The other way round,
+   a prior that agrees with its view's points worse than the probe's render does, by more than
+   ``probe_margin``, is rejected: there the images alone give better geometry than the prior (a mediocre
+   network on a dense capture). For the others, the rank
+   correlation between the probe's rendered disparity and the prior, over the rendered surface, sets the weight
+   (0 at ``render_reject``, 1 at ``render_agree``, linear between). The probe never saw the priors, so a prior
+   cannot earn weight by having pulled the render towards itself.
 
 A ``trusted`` prior (weight 1) also seeds points (the initialisation); a ``partial`` one only weights its
 depth term. Both correlations are taken given the image layout (:func:`rank_correlation`): they ignore any
@@ -26,6 +36,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -148,6 +159,34 @@ def render_verdict(trust: Trust, rho: float, reject: float, agree: float) -> Tru
     return Trust(weight, state, why, trust.points_seen, trust.points_rho, rho)
 
 
+def points_bar(qualities: list[float], agree: float, reference: float, least: float) -> float:
+    """The points agreement that trusts a pending prior: ``agree x min(1, q / reference)`` with ``q`` the median of
+    ``qualities``, the probe's render's rank correlations with the sparse points per view; ``agree`` without any,
+    or when ``q < least`` (a probe that barely agrees with the points tells nothing about them)."""
+    if not qualities:
+        return agree
+    q = float(torch.tensor(qualities).median())
+    return agree if q < least else agree * min(1.0, q / reference)
+
+
+def points_reverdict(trust: Trust, bar: float, render_rho: float | None, margin: float) -> Trust | None:
+    """A ``pending`` view's verdict by its sparse points once the probe has rendered it: rejected when the probe's
+    render agrees with the points (``render_rho``) better than the prior does by more than ``margin`` (the images
+    alone already give better geometry there: the prior could only pull it towards worse); trusted when the
+    prior agrees at least ``bar`` (:func:`points_bar`); None when the points cannot decide (the render then
+    does)."""
+    rho = trust.points_rho
+    if rho is None:
+        return None
+    if render_rho is not None and rho < render_rho - margin:
+        return Trust(0.0, "rejected", "the probe's render agrees better with the sparse points", trust.points_seen,
+                     rho)
+    if rho < bar:
+        return None
+    return Trust(1.0, "trusted", "agrees with the sparse points as well as the probe's render", trust.points_seen,
+                 rho)
+
+
 def point_trusts(views: list[View], points: torch.Tensor, kind: str, fitted: set[str], problems: dict[str, str],
                  agree: float, reject: float) -> dict[str, Trust]:
     """Each view with a prior -> its :func:`points_verdict` (a constant prior is ``rejected`` outright; without
@@ -189,3 +228,13 @@ def summary(trust: dict[str, Trust]) -> str:
         line += " (rejected: " + "; ".join(f"{n} {c}" for c, n in causes.most_common()) + ")"
     return f"{line}; mean weight {mean_weight(trust):.2f}"
 
+
+
+def report(trust: dict[str, Trust]) -> dict[str, Any]:
+    """The verdicts for ``metrics.json``: views per state, the mean weight (over views with a prior), the one-line
+    :func:`summary` and each view's :meth:`Trust.as_dict`; empty when nothing judged them."""
+    if not trust:
+        return {}
+    return ({f"views_{s}": n for s, n in state_counts(trust).items()}
+            | {"mean_weight": round(mean_weight(trust), 4), "summary": summary(trust),
+               "views": {k: t.as_dict() for k, t in trust.items()}})

@@ -19,11 +19,11 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from preprocess.depth_png import DepthFileError
+from preprocess.errors import S3dgsError
 from s3dgs.config_dir import config_path
-from s3dgs.data.frames import DataError
+from s3dgs.run import lookup
 from s3dgs.sweep import register_resolvers
-from s3dgs.trainer import TrainError, lookup, train
+from s3dgs.trainer import train
 
 log = logging.getLogger("s3dgs.train")
 register_resolvers()
@@ -34,7 +34,7 @@ def main(cfg: DictConfig) -> float:
     """Train; returns ``cfg.objective`` (e.g. test PSNR) for sweepers. Bad input: one line, exit status 1."""
     try:
         metrics = train(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except (DataError, DepthFileError, TrainError) as e:
+    except S3dgsError as e:
         log.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None

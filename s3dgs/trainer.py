@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -19,42 +18,21 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from preprocess.atomic_io import atomic_write_json
-from s3dgs import alignment, checkpoint, example, reliability
-from s3dgs.checkpoint import State
-from s3dgs.data.frames import names_sensor_depth
-from s3dgs.data.scene import Scene, View, load_scene
+from preprocess.devices import pick_device
+from s3dgs import alignment, checkpoint, reliability, splat
+from s3dgs.checkpoint import Record, State
+from s3dgs.data.scene import Scene, View
 from s3dgs.errors import TrainError
-from s3dgs.evaluate import evaluate_scene
 from s3dgs.gaussians import make_optimizers, save_ply
 from s3dgs.init import init_gaussians, initial_points, uses_prior_points
 from s3dgs.losses import depth_loss, photometric_loss, to_prior_space
 from s3dgs.metrics import psnr
-from s3dgs.render import rasterization
+from s3dgs.report import depth_facts, run_metrics
+from s3dgs.run import load_run_scene, resolve_data
 from s3dgs.strategy import BudgetDefaultStrategy, gaussian_budget, make_strategy, scaled_steps, strategy_regulariser
 from s3dgs.tb_logging import TensorBoardLog
 
 log = logging.getLogger(__name__)
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainError("device=cuda but no CUDA device is available; use device=cpu or device=auto")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise TrainError(f"device={name!r}: use auto, cpu or cuda")
-    return torch.device(name)
-
-
-def resolve_data(cfg: DictConfig) -> tuple[Path, Path | None]:
-    """``(data_dir, depth_dir)``: the example scene when ``data_dir`` is null; ``<data_dir>/depth`` when
-    ``depth_dir`` is null and that folder exists, unless the frames name sensor depth (nerfstudio
-    ``depth_file_path``, which such exports keep in ``depth/``: then that is the prior)."""
-    data_dir = Path(cfg.data_dir).expanduser() if cfg.data_dir else example.ensure_example()
-    if cfg.depth_dir:
-        return data_dir, Path(cfg.depth_dir).expanduser()
-    guess = data_dir / "depth"
-    return data_dir, (guess if guess.is_dir() and not names_sensor_depth(data_dir) else None)
-
 
 class Trainer:
     def __init__(self, cfg: DictConfig, out_dir: Path):
@@ -64,18 +42,16 @@ class Trainer:
         np.random.seed(cfg.seed)  # gsplat samples with NumPy beyond 2^24 Gaussians
         if cfg.steps < 1:
             raise TrainError(f"steps={cfg.steps}: must be at least 1")
-        data_dir, depth_dir = resolve_data(cfg)
-        d = cfg.data
-        self.scene: Scene = load_scene(data_dir, d.type, d.images, d.downscale, d.background, d.test_every,
-                                       d.num_train_views, depth_dir)
+        self.scene: Scene = load_run_scene(cfg, self.device)
         self.background = torch.tensor(self.scene.background, dtype=torch.float32, device=self.device)
-        self.random_background = d.background == "random"
+        self.random_background = cfg.data.background == "random"
         if self.random_background and all(v.alpha is None for v in self.scene.train):
             raise TrainError("data.background=random re-composites transparent pixels, but no training image has an "
                              "alpha channel; use data.background=null or [r, g, b]")
         self.extent = self.scene.extent()
         self.strategy = make_strategy(cfg.strategy, cfg.steps, sum(v.width * v.height for v in self.scene.train),
                                       self.device)
+        self.render_options = splat.RenderOptions.of(cfg, absgrad=getattr(self.strategy, "absgrad", False))
         self.alignment_ran = "per_image"  # what _depth_alignment did: per_image, per_sequence or per_scene (l1)
         self.depth_align, self.trust, self.anchors = self._depth_alignment()
         self.sh_interval = scaled_steps(cfg.sh_degree_interval, cfg.steps)
@@ -215,15 +191,34 @@ class Trainer:
         return time.perf_counter() - t0
 
     def judge_by_render(self, render: Callable[[View], tuple[torch.Tensor, torch.Tensor]], views: list[View]) -> None:
-        """Each of ``views``' :func:`~s3dgs.reliability.render_verdict` from its prior's rank agreement with
-        ``render(view) -> (z-depth, alpha)`` (``[1, H, W]`` each) over the rendered surface; logged in one line."""
+        """Each of ``views``' verdict from ``render(view) -> (z-depth, alpha)`` (``[1, H, W]`` each): by the sparse
+        points, relative to how well the render agrees with them (:func:`~s3dgs.reliability.points_reverdict`),
+        else :func:`~s3dgs.reliability.render_verdict` from its prior's rank agreement with the render over the
+        rendered surface; logged in one line."""
         t = self.cfg.depth_loss.trust
+        qualities: dict[str, float] = {}  # the render's rank agreement with the sparse points, per view
+        for v in self.scene.train:
+            if v.prior is None or len(self.scene.points) == 0:
+                continue
+            _, z, uv = alignment.seen_points(v, self.scene.points)
+            if len(z) >= alignment.MIN_POINTS:
+                depth = render(v)[0][0].detach()
+                qualities[v.key] = reliability.rank_correlation(
+                    1.0 / alignment.sample(depth, uv).clamp_min(1e-12), 1.0 / z, uv)
+        bar = reliability.points_bar(list(qualities.values()), t.points_agree, t.probe_reference, t.probe_least)
         for v in views:
-            depth, alpha = (x[0].detach() for x in render(v))
-            mask = self.depth_mask(v, alpha)
-            rho = reliability.render_agreement(to_prior_space(depth, self.scene.prior_kind, self.cfg.near_plane),
-                                               v.prior.to(self.device), mask)
-            self.trust[v.key] = reliability.render_verdict(self.trust[v.key], rho, t.render_reject, t.render_agree)
+            verdict = reliability.points_reverdict(self.trust[v.key], bar, qualities.get(v.key), t.probe_margin)
+            if verdict is None:
+                depth, alpha = (x[0].detach() for x in render(v))
+                mask = self.depth_mask(v, alpha)
+                rho = reliability.render_agreement(to_prior_space(depth, self.scene.prior_kind, self.cfg.near_plane),
+                                                   v.prior.to(self.device), mask)
+                verdict = reliability.render_verdict(self.trust[v.key], rho, t.render_reject, t.render_agree)
+            self.trust[v.key] = verdict
+        if qualities:
+            log.info("depth prior: the probe's render agrees with the sparse points at %.2f (median rank correlation):"
+                     " a prior agreeing at %.2f or more is trusted", float(torch.tensor(list(qualities.values())).median()),
+                     bar)
         log.info("depth prior, judged by the sparse points and the probe's render: %s",
                  reliability.summary(self.trust))
 
@@ -281,41 +276,33 @@ class Trainer:
 
     def save_checkpoint(self, st: State) -> None:
         checkpoint.save_checkpoint(self.out_dir / "ckpt.pt", st, checkpoint.run_facts(self.cfg, self.scene.train),
-                                   self.device)
+                                   self.depth_facts(), self.device)
 
-    def load_checkpoint(self, path: Path, resume: bool = True) -> State:
-        """The state in ``path``; with ``resume``, checked against this config and with every RNG restored (a
-        continued run draws what the uninterrupted one would have); without, the model and the run's record (step,
-        time, the priors' verdicts: an evaluation reports on the run as trained)."""
+    def load_checkpoint(self, path: Path) -> State:
+        """The state in ``path``, checked against this config and with every RNG restored (a continued run draws
+        what the uninterrupted one would have)."""
         ck = checkpoint.read_checkpoint(path)
-        if resume:
-            checkpoint.check_resumable(path, ck, checkpoint.run_facts(self.cfg, self.scene.train), self.cfg.steps)
+        checkpoint.check_resumable(path, ck, checkpoint.run_facts(self.cfg, self.scene.train), self.cfg.steps)
         params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in ck["params"].items()}).to(self.device)
         st = self._state_for(params, torch.Generator())
-        if resume:
-            checkpoint.restore(st, ck, self.device)
-            for k, rate in self.learning_rates(st.step).items():  # the current config's, not the checkpoint's
-                st.optimizers[k].param_groups[0]["lr"] = rate
-            log.info("resumed from %s at step %d", path, st.step)
-        else:
-            checkpoint.restore_record(st, ck)
+        checkpoint.restore(st, ck, self.device)
+        for k, rate in self.learning_rates(st.step).items():  # the current config's, not the checkpoint's
+            st.optimizers[k].param_groups[0]["lr"] = rate
+        log.info("resumed from %s at step %d", path, st.step)
         return st
 
     # ------------------------------------------------------------ rendering and losses
 
-    def render(self, params: torch.nn.ParameterDict, view: View, sh_degree: int,
-               background: torch.Tensor | None = None):
-        """Render ``view`` on ``background`` ``[3]`` (default: the scene's): RGB ``[1, H, W, 3]``, expected z-depth
-        ``[1, H, W]``, alpha ``[1, H, W]``, info."""
-        colors = torch.cat([params["sh0"], params["shN"]], 1)
-        out, alphas, info = rasterization(
-            params["means"], params["quats"], torch.exp(params["scales"]), torch.sigmoid(params["opacities"]),
-            colors, torch.linalg.inv(view.camtoworld)[None].to(self.device), view.K[None].to(self.device),
-            view.width, view.height, near_plane=self.cfg.near_plane, far_plane=self.cfg.far_plane,
-            sh_degree=sh_degree, packed=self.cfg.packed,
-            backgrounds=(self.background if background is None else background)[None],
-            render_mode="RGB+ED", absgrad=getattr(self.strategy, "absgrad", False), backend=self.cfg.backend)
-        return out[..., :3], out[..., 3], alphas[..., 0], info
+    def render(self, params: splat.Params, view: View, sh_degree: int, background: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """:func:`s3dgs.splat.render` of ``view`` with the run's options on ``background`` ``[3]`` (default: the
+        scene's): RGB ``[1, H, W, 3]``, expected z-depth ``[1, H, W]``, alpha ``[1, H, W]``, info."""
+        return splat.render(params, view, sh_degree, self.render_options,
+                            self.background if background is None else background)
+
+    def render_final(self, params: splat.Params, view: View) -> tuple[torch.Tensor, torch.Tensor]:
+        """RGB ``[1, H, W, 3]`` and z-depth ``[1, H, W]`` of ``view`` at full SH degree, as evaluations see it."""
+        return self.render(params, view, self.cfg.sh_degree)[:2]
 
     def depth_weight(self, step: int) -> float:
         """``lambda_depth`` at ``step``, decayed exponentially to ``decay x lambda_depth`` at the last step."""
@@ -350,11 +337,12 @@ class Trainer:
         """Training image ``[1, H, W, 3]`` and the background ``[3]`` to render it on: the scene's, or with
         ``data.background=random`` a random colour per step that the image's transparent pixels take too (so
         background Gaussians cannot pass for a colour)."""
-        gt = view.image.to(self.device)[None]
-        if not (self.random_background and view.alpha is not None):
+        gt, alpha = view.rgba_on(self.device)
+        gt = gt[None]
+        if not (self.random_background and alpha is not None):
             return gt, self.background
         bg = torch.rand(3, generator=gen).to(self.device)
-        return gt + (bg - self.background) * (1 - view.alpha.to(self.device)[None, ..., None]), bg
+        return gt + (bg - self.background) * (1 - alpha[None, ..., None]), bg
 
     # ------------------------------------------------------------ loop
 
@@ -399,10 +387,11 @@ class Trainer:
         use_depth = cfg.lambda_depth > 0 and self.scene.prior_kind is not None
         bar = tqdm(range(st.step, cfg.steps), initial=st.step, total=cfg.steps, mininterval=1.0,
                    desc="train", dynamic_ncols=True)
-        tb = TensorBoardLog(self, st.step) if cfg.log.tensorboard else None
+        tb = (TensorBoardLog(self.out_dir, cfg.log, cfg.steps, self.scene, self.render_final, st.step)
+              if cfg.log.tensorboard else None)
         if cfg.viewer:
             from s3dgs.view import TrainingViewer  # viser and nerfview load in seconds: only when asked for
-        live = TrainingViewer(self, st) if cfg.viewer else None
+        live = TrainingViewer(self.scene, st, cfg.viewer_port, cfg.backend) if cfg.viewer else None
         t0 = time.perf_counter()
         try:
             with checkpoint.stop_at_step_boundary() as stop:
@@ -434,33 +423,20 @@ class Trainer:
 
     # ------------------------------------------------------------ evaluation and outputs
 
-    def evaluate(self, st: State, renders_dir: Path | None = None) -> dict[str, Any]:
-        """``metrics.json``'s content for ``st``: :func:`s3dgs.evaluate.evaluate_scene` at full SH degree
-        (test views' PNGs into ``renders_dir`` if given), then the run's facts."""
-        cfg = self.cfg
-        metrics: dict[str, Any] = evaluate_scene(lambda v: self.render(st.params, v, cfg.sh_degree)[:2],
-                                                 self.scene, renders_dir)
-        name = cfg.depth_loss.name
-        used = cfg.lambda_depth > 0 and self.scene.prior_kind is not None
-        depth = {"loss": name if used else "none", "alignment": self.alignment_ran if used else "none",
-                 "kind": self.scene.prior_kind, "source": self.scene.prior_source,
-                 "views_with_prior": sum(v.prior is not None for v in self.scene.train),
-                 "views_anchored": len(self.depth_align) if name in ("anchored", "sparse") else 0,
-                 "views_scale_field": sum(isinstance(f, alignment.ScaleField) for f in self.depth_align.values()),
-                 "train_views": len(self.scene.train)} | self.trust_report()
-        views = metrics.pop("views")  # last in metrics.json: the long per-view table
-        return metrics | {"num_gaussians": len(st.params["means"]), "train_seconds": round(st.train_seconds, 2),
-                          "steps": st.step, "lambda_depth": cfg.lambda_depth, "depth_loss": name, "depth": depth,
-                          "num_train_views": len(self.scene.train), "device": str(self.device), "views": views}
+    def depth_facts(self) -> dict[str, Any]:
+        """How the priors were aligned, for ``metrics.json`` and the checkpoint (:func:`s3dgs.report.depth_facts`)."""
+        name = self.cfg.depth_loss.name
+        return depth_facts(self.cfg, self.scene, {
+            "alignment": self.alignment_ran,
+            "views_anchored": len(self.depth_align) if name in ("anchored", "sparse") else 0,
+            "views_scale_field": sum(isinstance(f, alignment.ScaleField) for f in self.depth_align.values())})
 
-    def trust_report(self) -> dict[str, Any]:
-        """The priors' verdicts for metrics.json: views per state, the mean weight (over views with a prior), the
-        one-line summary and each view's :meth:`~s3dgs.reliability.Trust.as_dict`; empty when nothing judged them."""
-        if not self.trust:
-            return {}
-        states = reliability.state_counts(self.trust)
-        return ({f"views_{s}": n for s, n in states.items()} | {"mean_weight": round(reliability.mean_weight(self.trust), 4),
-                "summary": reliability.summary(self.trust), "views": {k: t.as_dict() for k, t in self.trust.items()}})
+    def evaluate(self, st: State, renders_dir: Path | None = None) -> dict[str, Any]:
+        """``metrics.json``'s content for ``st`` (:func:`s3dgs.report.run_metrics`; test views' PNGs into
+        ``renders_dir`` if given)."""
+        record = Record(st.step, st.train_seconds, st.trust, self.depth_facts())
+        return run_metrics(lambda v: self.render_final(st.params, v), self.scene, self.cfg, record,
+                           len(st.params["means"]), self.device, renders_dir)
 
     def write_outputs(self, st: State) -> dict[str, Any]:
         """Write ``point_cloud.ply`` and ``ckpt.pt`` first (a failing evaluation never loses the model), then
@@ -470,16 +446,6 @@ class Trainer:
         metrics = self.evaluate(st, self.out_dir / "renders" if self.cfg.save_renders else None)
         atomic_write_json(self.out_dir / "metrics.json", metrics)
         return metrics
-
-
-def lookup(metrics: dict[str, Any], dotted: str) -> float:
-    """``metrics["a"]["b"]`` for ``"a.b"``; NaN when absent."""
-    cur: Any = metrics
-    for part in dotted.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            return math.nan
-        cur = cur[part]
-    return float(cur)
 
 
 def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:

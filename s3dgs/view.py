@@ -1,7 +1,7 @@
 """``python -m s3dgs.view RUN_DIR|PLY [--port P]``: look at trained Gaussians in a web browser.
 
 A viser server with nerfview's viewer, as gsplat's ``examples/simple_viewer.py``: the browser sends its camera,
-the server renders with :func:`s3dgs.render.rasterization` (gsplat on CUDA, our rasterizer on CPU; nerfview
+the server renders with :func:`s3dgs.splat.rasterize` (gsplat on CUDA, our rasterizer on CPU; nerfview
 lowers the resolution while the camera moves) and streams the image back. Orbit with the mouse, fly with
 WASD / QE; the Rendering panel switches between RGB and depth (colour-mapped inverse depth). It listens on
 127.0.0.1 (forward the port over SSH: ``ssh -L 8080:localhost:8080 host``). During training (``viewer=true``)
@@ -17,7 +17,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
 import nerfview
 import numpy as np
@@ -26,17 +26,17 @@ import viser
 from gsplat.cuda._torch_impl import _quat_scale_to_covar_preci
 
 from preprocess.atomic_io import atomic_write_bytes
-
+from preprocess.devices import pick_device
+from preprocess.errors import S3dgsError
+from s3dgs.checkpoint import State
 from s3dgs.data.frames import DataError, read_layout
-from s3dgs.eval import EvalError, load_run_config
-from s3dgs.evaluate import depth_colors, disparity_range
-from s3dgs.export import ExportError, load_model
-from s3dgs.gaussians import SH_C0, sh_degree_of
-from s3dgs.render import rasterization
-from s3dgs.trainer import TrainError, pick_device, resolve_data
-
-if TYPE_CHECKING:
-    from s3dgs.trainer import State, Trainer
+from s3dgs.data.scene import Scene
+from s3dgs.errors import RunError
+from s3dgs.images import depth_colors, disparity_range
+from s3dgs.export import load_model
+from s3dgs.gaussians import SH_C0
+from s3dgs.run import load_run_config, resolve_data
+from s3dgs.splat import RenderOptions, rasterize
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +55,16 @@ def camera_matrices(camera: nerfview.CameraState, width: int, height: int) -> tu
 def render_view(g: dict[str, torch.Tensor], viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int,
                 depth: bool, backend: str = "auto") -> np.ndarray:
     """``[H, W, 3]`` uint8: the Gaussians ``g`` in RGB (black background) or, with ``depth``, their expected
-    depth as colour-mapped inverse depth (:func:`s3dgs.evaluate.depth_colors` over the range of the pixels
+    depth as colour-mapped inverse depth (:func:`s3dgs.images.depth_colors` over the range of the pixels
     they cover at least half, faded to black with their opacity)."""
-    dev = g["means"].device
-    out, alpha, _ = rasterization(
-        g["means"], g["quats"], torch.exp(g["scales"]), torch.sigmoid(g["opacities"]),
-        torch.cat([g["sh0"], g["shN"]], 1), viewmat.to(dev), K.to(dev), width, height,
-        sh_degree=sh_degree_of(g["shN"]), packed=False, render_mode="RGB+ED", backend=backend)
+    rgb, z, alpha, _ = rasterize(g, viewmat, K, width, height, options=RenderOptions(backend=backend))
     if depth:
-        z, a = out[0, ..., 3].cpu(), alpha[0].cpu()
-        covered = z[a[..., 0] > 0.5]
+        z, a = z[0].cpu(), alpha[0].cpu()
+        covered = z[a > 0.5]
         if not len(covered):
             return np.zeros((height, width, 3), np.uint8)
-        return (depth_colors(z, disparity_range(covered)) * a.numpy()).round().astype(np.uint8)
-    return (out[0, ..., :3].clamp(0, 1) * 255).round().byte().cpu().numpy()
+        return (depth_colors(z, disparity_range(covered)) * a[..., None].numpy()).round().astype(np.uint8)
+    return (rgb[0].clamp(0, 1) * 255).round().byte().cpu().numpy()
 
 
 class SplatViewer(nerfview.Viewer):
@@ -126,7 +122,7 @@ def run_camera(model: str | Path) -> np.ndarray | None:
     try:
         cfg = load_run_config(model)
         frames = read_layout(resolve_data(cfg)[0], cfg.data.type, cfg.data.images).frames
-    except (EvalError, DataError, OSError) as e:
+    except (RunError, DataError, OSError) as e:
         log.warning("%s: the run's cameras cannot be read (%s); starting from a view of the whole model", model, e)
         return None
     return min(frames, key=lambda f: f.name).camtoworld
@@ -170,16 +166,17 @@ def export_page(model: str | Path, out_dir: str | Path) -> Path:
 
 
 class TrainingViewer:
-    """The viewer during training (``viewer=true``): the loop runs each step inside :meth:`training_step`."""
+    """The viewer during training (``viewer=true``) of ``st``'s Gaussians on ``port``, starting at ``scene``'s first
+    training camera: the loop runs each step inside :meth:`training_step`."""
 
-    def __init__(self, trainer: Trainer, st: State):
+    def __init__(self, scene: Scene, st: State, port: int, backend: str = "auto"):
         self.st = st
-        self.server = viser.ViserServer(host="127.0.0.1", port=trainer.cfg.viewer_port, verbose=False)
-        view = trainer.scene.train[0]
-        points = trainer.scene.points if len(trainer.scene.points) else st.params["means"].detach().cpu()
+        self.server = viser.ViserServer(host="127.0.0.1", port=port, verbose=False)
+        view = scene.train[0]
+        points = scene.points if len(scene.points) else st.params["means"].detach().cpu()
         look_from(self.server, view.camtoworld.double().numpy(), points.median(0).values.double().numpy())
         self.viewer = SplatViewer(self.server, lambda: {k: v.detach() for k, v in st.params.items()}, mode="training",
-                                  backend=trainer.cfg.backend)
+                                  backend=backend)
         self.pixels = view.width * view.height
         log.info("viewer at http://localhost:%d (over SSH: ssh -L %d:localhost:%d <this host>)",
                  self.server.get_port(), self.server.get_port(), self.server.get_port())
@@ -218,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {export_page(args.model, args.export)}")
             return 0
         viewer = serve(args.model, args.port, args.host, args.device)
-    except (ExportError, TrainError, OSError) as e:
+    except (S3dgsError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"viewer at http://{args.host}:{viewer.server.get_port()} (Ctrl-C to stop)", flush=True)

@@ -40,6 +40,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from preprocess.errors import S3dgsError
+
 DEFAULT_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 DEFAULT_SPACE = "depth-anything/Depth-Anything-V2"
 
@@ -51,11 +53,11 @@ BACKENDS: dict[str, str] = {
 }
 
 
-class BackendError(RuntimeError):
+class BackendError(S3dgsError, RuntimeError):
     """The backend cannot run at all (unreachable, weights missing, API changed); one line with the fix."""
 
 
-class RunStopped(RuntimeError):
+class RunStopped(S3dgsError, RuntimeError):
     """Stop the run now, keeping what is done (e.g. a quota ran out); the message says when/how to resume."""
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from preprocess.backends import BackendError, BackendOptions, DepthBackend, DepthResult
 from preprocess.depth_files import DepthReadError, read_depth_file
+from preprocess.devices import pick_device
 from preprocess.images import ImageReadError, load_rgb
 from preprocess.weights import download_hint, hf_token
 
@@ -65,20 +66,6 @@ def model_family(model: str, config: Any) -> tuple[Family, str, str | None]:
                            f"depth is not metric; use a checkpoint with {family.requires}=true (apple/DepthPro-hf)")
     metric = family.metric if family.metric is not None else config.depth_estimation_type == "metric"
     return (family, "depth", "m") if metric else (family, "inverse_depth", None)
-
-
-def resolve_device(device: str):
-    """``auto|cpu|cuda[:N]`` -> ``torch.device``; raises :class:`BackendError` if CUDA is asked for but absent."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BackendError(f"--device {device}: torch {torch.__version__} sees no CUDA GPU; use --device cpu "
-                           "or install the CUDA build of torch")
-    if device.split(":")[0] not in ("cpu", "cuda"):
-        raise BackendError(f"--device {device!r}: choose auto, cpu or cuda")
-    return torch.device(device)
 
 
 def missing_weights_message(model: str, error: Exception) -> str:
@@ -169,7 +156,7 @@ class TransformersBackend(DepthBackend):
         from transformers.utils import is_torchvision_available
         from transformers.utils import logging as hf_logging
 
-        self.device = resolve_device(self.device_name)
+        self.device = pick_device(self.device_name)
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # no "falling back to the PIL processor" banner

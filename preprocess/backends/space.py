@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from preprocess.backends import BackendError, BackendOptions, DepthBackend, DepthResult, RunStopped
+from preprocess.errors import S3dgsError
 from preprocess.images import ImageReadError, open_image, to_rgb8
 
 ENDPOINT = "/on_submit"
@@ -263,7 +264,7 @@ class SpaceBackend(DepthBackend):
         return decode_png16(response.content)
 
 
-class _ImageFailed(Exception):
+class _ImageFailed(S3dgsError):
     """One image could not be processed; ``transient`` if the cause was the network, not the image."""
 
     def __init__(self, message: str, transient: bool) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 
 from preprocess.atomic_io import atomic_path, atomic_write_json
 from preprocess.backends import DEFAULT_MODEL, BackendError, BackendOptions, DepthBackend, DepthResult
+from preprocess.devices import pick_device
 from preprocess.images import ImageReadError, load_rgb
 from preprocess.weights import WeightsError, checkpoint_path, resolve
 
@@ -88,10 +89,9 @@ class VDABackend(DepthBackend):
                    options.work_dir, options.quiet)
 
     def open(self) -> None:
-        from preprocess.backends.hf_transformers import resolve_device
         from preprocess.video_depth import CheckpointError, build_model
 
-        self.device = resolve_device(self.device_name)
+        self.device = pick_device(self.device_name)
         try:
             self.checkpoint = checkpoint_path(self.model, self.checkpoint_root)
             self.net = build_model(self.encoder, self.checkpoint, self.metric).to(self.device)

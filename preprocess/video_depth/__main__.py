@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from preprocess.errors import S3dgsError
 from preprocess.video_depth.inference import PRECISIONS
 from preprocess.video_depth.model import ENCODERS
 from preprocess.video_depth.run import run_video_depth_anything
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    except (OSError, ValueError, RuntimeError) as e:
+    except (S3dgsError, OSError, ValueError, RuntimeError) as e:  # plain ones: bad arguments
         for bar in bars:
             bar.close()
         print(f"error: {e}", file=sys.stderr)

@@ -17,12 +17,14 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from preprocess.errors import S3dgsError
+
 DEFAULT_FPS = 30.0
 _NO_FRAMES = ("{path}: no frame could be decoded (empty or damaged video); check it plays, or re-encode it "
               "with ffmpeg -i IN -c:v libx264 OUT.mp4")
 
 
-class VideoReadError(ValueError):
+class VideoReadError(S3dgsError, ValueError):
     """A video that cannot be opened or holds no frames; the message names the file and the fix."""
 
 

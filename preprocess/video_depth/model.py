@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from preprocess import weights
+from preprocess.devices import pick_device
+from preprocess.errors import S3dgsError
 from preprocess.video_depth.dinov2 import PATCH, DinoV2
 from preprocess.video_depth.dpt_temporal import DPTHeadTemporal, TemporalMemory
 
@@ -39,7 +41,7 @@ ENCODERS: dict[str, EncoderConfig] = {
 CPU_ENCODER_FRAMES = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(S3dgsError, ValueError):
     """A checkpoint file that does not fit the requested model; the message names the file and the fix."""
 
 
@@ -145,5 +147,4 @@ def load_model(encoder: str = "vits", metric: bool = False, checkpoint_root: str
     """
     check_encoder(encoder)
     path = weights.checkpoint_path(checkpoint_filename(encoder, metric).removesuffix(".pth"), checkpoint_root)
-    device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-    return build_model(encoder, path, metric).to(device)
+    return build_model(encoder, path, metric).to(pick_device(None if device is None else str(device)))

@@ -53,8 +53,8 @@ def depth_record(depth: np.ndarray, *, frame_index: int, video_name: str, kind: 
     return record
 
 
-def decode_depth(record: dict[str, Any]) -> np.ndarray:
-    """A record's depth map as float32 ``[H, W]`` in the model's units (16-bit precision)."""
+def depth_levels(record: dict[str, Any]) -> tuple[np.ndarray, float, float]:
+    """A record's depth map as stored: uint16 levels ``[H, W]`` and the ``(min, max)`` they span."""
     dm = record["otherData"]["depth_map"]
     buf = np.frombuffer(base64.b64decode(dm["image_data"]), np.uint8)
     q = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
@@ -63,7 +63,12 @@ def decode_depth(record: dict[str, Any]) -> np.ndarray:
     if q.ndim == 3:
         q = q[..., 0]
     scale = dm.get("scale") or {}
-    return dequantize(q, float(scale.get("min", 0.0)), float(scale.get("max", 1.0)))
+    return q, float(scale.get("min", 0.0)), float(scale.get("max", 1.0))
+
+
+def decode_depth(record: dict[str, Any]) -> np.ndarray:
+    """A record's depth map as float32 ``[H, W]`` in the model's units (16-bit precision)."""
+    return dequantize(*depth_levels(record))
 
 
 def index_records(path: str | Path) -> dict[int, tuple[int, float, float]]:

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from preprocess.atomic_io import LIVE_TEMP_AGE_S, atomic_path, atomic_write_bytes, remove_stale_temps
+from preprocess.devices import pick_device
 from preprocess.video_depth import ndjson, rawfiles
 from preprocess.video_depth.frames import Sampling, iter_sampled_frames, plan_sampling, probe_video
 from preprocess.video_depth.model import check_encoder
@@ -83,7 +84,7 @@ def run_video_depth_anything(
     ``depth_ndjson``, ``npz``, ``exr`` (the folder), ``point_cloud_csv`` (keys present as Annolid's).
     """
     check_encoder(encoder)
-    device = device or _default_device()
+    device = str(pick_device(device))
     precision = _resolve_precision(precision, fp32, device)
     info = probe_video(input_video)
     out = Path(output_dir).expanduser().resolve()
@@ -303,7 +304,9 @@ class _LazyEngine:
         self._model = None
 
     def __call__(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        from preprocess.video_depth import infer_video_depth, load_model, stream_video_depth
+        from preprocess.video_depth.inference import infer_video_depth
+        from preprocess.video_depth.model import load_model
+        from preprocess.video_depth.streaming import stream_video_depth
 
         if self._model is None:
             self._model = load_model(self.encoder, metric=self.metric, checkpoint_root=self.checkpoint_root,
@@ -331,10 +334,6 @@ def _resolve_precision(precision: str | None, fp32: bool, device: str) -> str:
     return check_precision(precision, torch.device(device))
 
 
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _finish(paths: _OutputPaths, sampling: Sampling, n_frames: int, computed: int,

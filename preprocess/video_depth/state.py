@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from preprocess.atomic_io import atomic_write_json
+from preprocess.errors import S3dgsError
 
 STATE_NAME = "depth_run.json"
 FORMAT = "s3dgs-video-depth/1"
 
 
-class OutputFolderError(ValueError):
+class OutputFolderError(S3dgsError, ValueError):
     """An output folder holding results made with other settings; the message names the fix."""
 
 

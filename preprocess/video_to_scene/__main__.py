@@ -6,8 +6,7 @@ import argparse
 import os
 import sys
 
-from preprocess.backends import BackendError
-from preprocess.depth_png import DepthFileError
+from preprocess.errors import S3dgsError
 from preprocess.images import InputError
 from preprocess.video_depth.frames import VideoReadError
 from preprocess.video_to_scene.frames import SceneError
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SceneError, VideoReadError, InputError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (BackendError, DepthFileError, OSError) as e:
+    except (S3dgsError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import ImageOps
 
 from preprocess.atomic_io import atomic_path
+from preprocess.errors import S3dgsError
 from preprocess.images import list_images, open_image, to_rgb8
 from preprocess.video_depth.frames import iter_sampled_frames, plan_sampling, probe_video, processed_size
 
@@ -27,7 +28,7 @@ MIN_FRAMES = 3       # fewer cannot make a reconstruction worth training on
 JPEG_QUALITY = 95
 
 
-class SceneError(ValueError):
+class SceneError(S3dgsError, ValueError):
     """Input or result that stops the pipeline; the message is one line naming the file and the fix."""
 
 

@@ -1,31 +1,34 @@
 """Read and write COLMAP sparse models (``cameras``, ``images``, ``points3D`` in .bin or .txt form).
 
-Our own implementation of COLMAP's documented file formats (little-endian binary, or the text
-format with ``#`` comments), so no pycolmap build is needed. Poses are world-to-camera: a world
+Reading is pycolmap's (:class:`pycolmap.Reconstruction`, its C++ parsers of both forms) into our small
+dataclasses; writing is our own implementation of COLMAP's documented file formats (little-endian binary, or
+the text format with ``#`` comments), for the example scene and the tests. Poses are world-to-camera: a world
 point ``X`` maps to camera coordinates ``R(qvec) @ X + tvec`` (OpenCV axes: x right, y down, z forward).
 """
 
 from __future__ import annotations
 
-import io
 import struct
+import tempfile
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 
 import numpy as np
+import pycolmap
 
 from preprocess.atomic_io import atomic_write_bytes
+from preprocess.errors import S3dgsError
 
-# model name -> (COLMAP model id, number of parameters)
+# model name -> (COLMAP model id, number of parameters), for writing
 CAMERA_MODELS: dict[str, tuple[int, int]] = {
     "SIMPLE_PINHOLE": (0, 3), "PINHOLE": (1, 4), "SIMPLE_RADIAL": (2, 4), "RADIAL": (3, 5),
     "OPENCV": (4, 8), "OPENCV_FISHEYE": (5, 8), "FULL_OPENCV": (6, 12), "FOV": (7, 5),
     "SIMPLE_RADIAL_FISHEYE": (8, 4), "RADIAL_FISHEYE": (9, 5), "THIN_PRISM_FISHEYE": (10, 12),
 }
-MODEL_BY_ID = {mid: (name, n) for name, (mid, n) in CAMERA_MODELS.items()}
 
 
-class ColmapError(ValueError):
+class ColmapError(S3dgsError, ValueError):
     """A COLMAP model that cannot be read; the message names the file and the fix."""
 
 
@@ -45,8 +48,8 @@ class Image:
     tvec: np.ndarray  # [3] world-to-camera translation
     camera_id: int
     name: str
-    xys: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # [M, 2] keypoints, pixels
-    point3d_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [M], -1 = none
+    xys: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # [M, 2] keypoints, pixels (written, not read)
+    point3d_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [M], -1 = none (read: observed)
 
     def world_to_camera(self) -> np.ndarray:
         """``[4, 4]`` world-to-camera matrix."""
@@ -118,143 +121,112 @@ def find_model_dir(data_dir: Path) -> Path:
 
 
 def read_model(model_dir: str | Path) -> Model:
-    """Read a COLMAP model from ``model_dir`` (binary files preferred over text; points optional)."""
+    """Read the COLMAP model in ``model_dir`` with :class:`pycolmap.Reconstruction` (binary files preferred over
+    text; ``points3D`` optional), keeping what training needs: cameras, poses, each image's observed 3D point
+    ids (in its keypoints' order; the keypoints' coordinates are not read: ``xys`` is empty) and the points,
+    sorted by id, with their colours and tracks."""
     d = Path(model_dir)
     ext = ".bin" if (d / "cameras.bin").exists() else ".txt"
-    readers = {".bin": (_read_cameras_bin, _read_images_bin, _read_points_bin),
-               ".txt": (_read_cameras_txt, _read_images_txt, _read_points_txt)}[ext]
-    parts = []
-    for reader, stem in zip(readers, ("cameras", "images", "points3D")):
-        path = d / f"{stem}{ext}"
-        if not path.exists():
-            if stem == "points3D":
-                parts.append(Points3D.empty())
-                continue
-            raise ColmapError(f"{path}: missing; a COLMAP model needs cameras{ext} and images{ext}")
-        try:
-            parts.append(reader(path))
-        except (struct.error, ValueError, IndexError, KeyError) as e:
-            raise ColmapError(f"{path}: not a valid COLMAP {stem} file ({e}); re-export the model") from None
-    return Model(*parts)
+    for stem in ("cameras", "images"):
+        if not (d / f"{stem}{ext}").exists():
+            raise ColmapError(f"{d / f'{stem}{ext}'}: missing; a COLMAP model needs cameras{ext} and images{ext}")
+    try:
+        rec = _reconstruction(d, ext)
+    except (RuntimeError, ValueError, IndexError, OverflowError, MemoryError) as e:
+        raise ColmapError(f"{d}: not a valid COLMAP model ({e}); re-export the model") from None
+    if ext == ".bin":
+        _check_sizes(d, rec)
+    names = _text_names(d / "images.txt") if ext == ".txt" else {}
+    cameras = {cid: Camera(cid, c.model_name, c.width, c.height, np.array(c.params, np.float64))
+               for cid, c in sorted(rec.cameras.items())}
+    images, observed = {}, {}
+    for iid, im in sorted(rec.images.items()):
+        pose, points2D = im.cam_from_world(), im.get_observation_points2D()
+        ids = np.fromiter(map(attrgetter("point3D_id"), points2D), np.int64, len(points2D))
+        images[iid] = Image(iid, pose.rotation.quat[[3, 0, 1, 2]], np.array(pose.translation), im.camera_id,
+                            names.get(iid, im.name), point3d_ids=ids)
+        observed[iid] = np.array(im.get_observation_point2D_idxs(), np.int64)
+    return Model(cameras, images, _points(rec, images, observed))
 
 
-class _Reader:
-    def __init__(self, data: bytes):
-        self.f = io.BytesIO(data)
-
-    def read(self, fmt: str):
-        size = struct.calcsize("<" + fmt)
-        buf = self.f.read(size)
-        if len(buf) != size:
-            raise ValueError("file ends early")
-        return struct.unpack("<" + fmt, buf)
-
-    def read_array(self, dtype: np.dtype, count: int) -> np.ndarray:
-        dtype = np.dtype(dtype)
-        buf = self.f.read(dtype.itemsize * count)
-        if len(buf) != dtype.itemsize * count:
-            raise ValueError("file ends early")
-        return np.frombuffer(buf, dtype)
-
-    def read_cstring(self) -> str:
-        chars = bytearray()
-        while (c := self.f.read(1)) != b"\x00":
-            if not c:
-                raise ValueError("file ends early")
-            chars += c
-        return chars.decode()
+def _reconstruction(d: Path, ext: str) -> pycolmap.Reconstruction:
+    """The model in ``d``; one without a ``points3D`` file is read with an empty one (pycolmap needs the file)."""
+    rec = pycolmap.Reconstruction()
+    read = rec.read_binary if ext == ".bin" else rec.read_text
+    if (d / f"points3D{ext}").exists():
+        read(d)
+        return rec
+    with tempfile.TemporaryDirectory(prefix="colmap_") as tmp:
+        for f in d.iterdir():
+            (Path(tmp) / f.name).symlink_to(f.resolve())
+        (Path(tmp) / f"points3D{ext}").write_bytes(bytes(8) if ext == ".bin" else b"")
+        read(tmp)
+    return rec
 
 
-def _read_cameras_bin(path: Path) -> dict[int, Camera]:
-    r = _Reader(path.read_bytes())
-    cams = {}
-    for _ in range(r.read("Q")[0]):
-        cid, mid, w, h = r.read("iiQQ")
-        if mid not in MODEL_BY_ID:
-            raise ValueError(f"unknown camera model id {mid}")
-        name, n = MODEL_BY_ID[mid]
-        cams[cid] = Camera(cid, name, w, h, np.array(r.read(f"{n}d")))
-    return cams
+def _check_sizes(d: Path, rec: pycolmap.Reconstruction) -> None:
+    """Refuse a binary model whose files are longer or shorter than what was read from them (pycolmap reads past
+    the end of a truncated file without an error)."""
+    cams = rec.cameras.values()
+    images = rec.images.values()
+    expected = {
+        "cameras": 8 + sum(24 + 8 * len(c.params) for c in cams),
+        "images": 8 + sum(73 + len(im.name.encode()) + 24 * im.num_points2D() for im in images),
+        "points3D": 8 + 51 * rec.num_points3D() + 8 * rec.compute_num_observations()}
+    for stem, size in expected.items():
+        path = d / f"{stem}.bin"
+        if path.exists() and path.stat().st_size != size:
+            raise ColmapError(f"{path}: not a valid COLMAP {stem} file ({path.stat().st_size} bytes, its contents "
+                              f"need {size}); re-export the model")
 
 
-def _read_images_bin(path: Path) -> dict[int, Image]:
-    r = _Reader(path.read_bytes())
-    images = {}
-    for _ in range(r.read("Q")[0]):
-        iid, *rest = r.read("i7di")
-        name = r.read_cstring()
-        m = r.read("Q")[0]
-        rec = r.read_array(np.dtype([("x", "<f8"), ("y", "<f8"), ("id", "<i8")]), m)
-        images[iid] = Image(iid, np.array(rest[0:4]), np.array(rest[4:7]), rest[7], name,
-                            np.stack([rec["x"], rec["y"]], -1), rec["id"].astype(np.int64))
-    return images
+def _text_names(path: Path) -> dict[int, str]:
+    """Image id -> name from ``images.txt``: pycolmap's text reader ends a name at its first space."""
+    lines = [ln for ln in path.read_text().splitlines() if not ln.lstrip().startswith("#")]
+    return {int(tok[0]): " ".join(tok[9:]) for tok in map(str.split, lines[::2]) if len(tok) > 9}
 
 
-def _read_points_bin(path: Path) -> Points3D:
-    r = _Reader(path.read_bytes())
-    n = r.read("Q")[0]
-    ids, xyz, rgb, err, tracks = np.zeros(n, np.int64), np.zeros((n, 3)), np.zeros((n, 3), np.uint8), np.zeros(n), []
-    for i in range(n):
-        pid, x, y, z, cr, cg, cb, e, length = r.read("Q3d3BdQ")
-        ids[i], xyz[i], rgb[i], err[i] = pid, (x, y, z), (cr, cg, cb), e
-        tracks.append(r.read_array(np.dtype("<i4"), 2 * length).reshape(-1, 2).astype(np.int64))
-    return Points3D(ids, xyz, rgb, err, tracks)
-
-
-def _data_lines(path: Path) -> list[str]:
-    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-
-
-def _read_cameras_txt(path: Path) -> dict[int, Camera]:
-    cams = {}
-    for ln in _data_lines(path):
-        tok = ln.split()
-        model = tok[1]
-        if model not in CAMERA_MODELS:
-            raise ValueError(f"unknown camera model {model}")
-        cams[int(tok[0])] = Camera(int(tok[0]), model, int(tok[2]), int(tok[3]), np.array(tok[4:], np.float64))
-    return cams
-
-
-def _read_images_txt(path: Path) -> dict[int, Image]:
-    # Two lines per image; the second (keypoints) may be empty, so read raw lines, skipping comments only.
-    lines = [ln.strip() for ln in path.read_text().splitlines() if not ln.lstrip().startswith("#")]
-    while lines and not lines[-1]:
-        lines.pop()
-    images = {}
-    i = 0
-    while i < len(lines):
-        if not lines[i]:
-            i += 1
-            continue
-        tok = lines[i].split()
-        iid = int(tok[0])
-        pts = np.array(lines[i + 1].split() if i + 1 < len(lines) else [], np.float64).reshape(-1, 3)
-        images[iid] = Image(iid, np.array(tok[1:5], np.float64), np.array(tok[5:8], np.float64), int(tok[8]),
-                            " ".join(tok[9:]), pts[:, :2], pts[:, 2].astype(np.int64))
-        i += 2
-    return images
-
-
-def _read_points_txt(path: Path) -> Points3D:
-    lines = _data_lines(path)
-    if not lines:
+def _points(rec: pycolmap.Reconstruction, images: dict[int, Image], observed: dict[int, np.ndarray]) -> Points3D:
+    """The 3D points sorted by id; their tracks from the images' observations (``observed``: image id -> the
+    keypoint index of each of its :attr:`Image.point3d_ids`)."""
+    n = rec.num_points3D()
+    if n == 0:
         return Points3D.empty()
-    ids, xyz, rgb, err, tracks = [], [], [], [], []
-    for ln in lines:
-        tok = ln.split()
-        ids.append(int(tok[0]))
-        xyz.append([float(t) for t in tok[1:4]])
-        rgb.append([int(t) for t in tok[4:7]])
-        err.append(float(tok[7]))
-        tracks.append(np.array(tok[8:], np.int64).reshape(-1, 2))
-    return Points3D(np.array(ids, np.int64), np.array(xyz), np.array(rgb, np.uint8), np.array(err), tracks)
+    ids = np.fromiter(rec.points3D.keys(), np.int64, n)
+    order = np.argsort(ids)
+    values = list(rec.points3D.values())
+    xyz = np.concatenate(list(map(attrgetter("xyz"), values))).reshape(n, 3)[order]
+    rgb = np.concatenate(list(map(attrgetter("color"), values))).reshape(n, 3)[order]
+    error = np.fromiter(map(attrgetter("error"), values), np.float64, n)[order]
+    ids = ids[order]
+    # every observation as (image id, keypoint index), grouped by the point's row
+    image_ids = np.repeat(list(observed), list(map(len, observed.values()))).astype(np.int64)
+    index = np.concatenate([*observed.values(), np.zeros(0, np.int64)])
+    rows = rows_of(ids, np.concatenate([im.point3d_ids for im in images.values()] + [np.zeros(0, np.int64)]))
+    known = rows >= 0
+    by_point = np.argsort(rows[known], kind="stable")
+    pairs = np.stack([image_ids, index], -1)[known][by_point]
+    tracks = np.split(pairs, np.cumsum(np.bincount(rows[known], minlength=n))[:-1])
+    return Points3D(ids, xyz, rgb, error, tracks)
+
+
+def rows_of(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Row of each of ``wanted [M]`` in the sorted ``ids [P]``; -1 for an id not among them."""
+    if len(ids) == 0:
+        return np.full(len(wanted), -1, np.int64)
+    rows = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
+    return np.where(ids[rows] == wanted, rows, -1)
 
 
 # ---------------------------------------------------------------- writing
 
 def write_model(model: Model, model_dir: str | Path, ext: str = ".bin") -> None:
-    """Write ``model`` to ``model_dir`` as ``.bin`` or ``.txt`` files (each written atomically)."""
+    """Write ``model`` to ``model_dir`` as ``.bin`` or ``.txt`` files (each written atomically). Its images need
+    their keypoints (``xys``): a model from :func:`read_model` has none (edit and write such one with pycolmap)."""
+    for im in model.images.values():
+        if len(im.xys) != len(im.point3d_ids):
+            raise ValueError(f"image {im.name}: {len(im.xys)} keypoints for {len(im.point3d_ids)} point3D ids; "
+                             "write a model read by read_model with pycolmap instead")
     d = Path(model_dir)
     d.mkdir(parents=True, exist_ok=True)
     if ext == ".bin":

@@ -20,6 +20,7 @@ import numpy as np
 import plyfile
 from PIL import Image as PILImage
 
+from preprocess.errors import S3dgsError
 from s3dgs.data import colmap
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ _COEFF_KEYS = {"opencv": ("k1", "k2", "p1", "p2", "k3"), "fisheye": ("k1", "k2",
 _OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
-class DataError(ValueError):
+class DataError(S3dgsError, ValueError):
     """A dataset that cannot be used; the message names the file and the fix."""
 
 
@@ -173,9 +174,9 @@ def read_colmap(data_dir: Path, images_dir: str = "images") -> Layout:
     frames = _keep_existing(frames, img_root)
     _colmap_masks(frames, data_dir / "masks")
     pts = model.points
-    index = {int(pid): i for i, pid in enumerate(pts.ids)}
     for f in frames:  # point3D ids -> row indices
-        f.point_ids = np.array([index[int(i)] for i in f.point_ids if int(i) in index], np.int64)
+        rows = colmap.rows_of(pts.ids, f.point_ids)
+        f.point_ids = rows[rows >= 0]
     return Layout(frames, pts.xyz.astype(np.float32), pts.rgb, "colmap")
 
 

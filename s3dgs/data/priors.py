@@ -20,25 +20,23 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-import numpy as np
-
-from preprocess.depth_png import META_NAME, MAX16, DepthFileError, DepthMeta, read_confidence, read_depth_png
+from preprocess.depth_png import META_NAME, DepthFileError, DepthMeta, read_depth_png
 from preprocess.video_depth import ndjson
+from s3dgs.data.storage import Levels
 
 
 @dataclass
 class Priors:
     kind: str  # "inverse_depth" (relative, larger = nearer) or "depth" (metric)
-    maps: dict[str, np.ndarray]  # image key -> float32 [h, w] in the prior's units (its own resolution)
+    maps: dict[str, Levels]  # image key -> its 16-bit values and range (its own resolution); NaN = no value
     problems: dict[str, str]  # image key -> why it has no prior ("missing", or the read error)
-    steps: dict[str, float] = field(default_factory=dict)  # image key -> 16-bit quantisation step, prior's units
     normalization: str = "per_image"  # "per_sequence": one scale/shift relates every map to the truth
-    confidence: dict[str, np.ndarray] = field(default_factory=dict)  # image key -> float32 [h, w] in [0, 1]
+    confidence: dict[str, Levels] = field(default_factory=dict)  # image key -> 16-bit levels of [0, 1]
 
 
 def load_priors(depth_dir: str | Path, keys: list[str]) -> Priors:
-    """Read the prior of every image key in ``keys``, and its confidence map where depth_meta.json names one;
-    missing or unreadable ones (prior or confidence) go to ``problems``."""
+    """Read the prior of every image key in ``keys``, and its confidence map where depth_meta.json names one, as
+    stored (16 bits a pixel); missing or unreadable ones (prior or confidence) go to ``problems``."""
     depth_dir = Path(depth_dir)
     if not depth_dir.is_dir():
         raise DepthFileError(f"depth_dir {depth_dir}: not a folder; make priors with python -m preprocess.generate_depth "
@@ -47,25 +45,22 @@ def load_priors(depth_dir: str | Path, keys: list[str]) -> Priors:
         return load_ndjson_priors(depth_dir / ndjson.NDJSON_NAME, keys)
     meta = DepthMeta.load(depth_dir)
     kind = meta.kind if meta else "inverse_depth"
-    maps, problems, steps, confidence = {}, {}, {}, {}
+    maps, problems, confidence = {}, {}, {}
     for key in keys:
         path = depth_dir / f"{key}.png"
         if not path.exists():
             problems[key] = f"no {key}.png"
             continue
-        rec = meta.images.get(key, {}) if meta else {"min": 0.0, "max": 1.0}
         try:
-            png = read_depth_png(path)
-            maps[key] = meta.to_float(key, png) if meta else png.astype(np.float32) / MAX16
+            rec = meta.entry(key) if meta else {"min": 0.0, "max": 1.0}
+            maps[key] = Levels(read_depth_png(path), rec["min"], rec["max"], rec.get("nodata"))
             if rec.get("confidence"):
-                confidence[key] = read_confidence(depth_dir / rec["confidence"])
+                confidence[key] = Levels(read_depth_png(depth_dir / rec["confidence"]), 0.0, 1.0)
         except DepthFileError as e:
             maps.pop(key, None)
             problems[key] = str(e)
-            continue
-        steps[key] = float(rec["max"] - rec["min"]) / MAX16
     normalization = meta.extra.get("normalization", "per_image") if meta else "per_image"
-    return Priors(kind, maps, problems, steps, normalization, confidence)
+    return Priors(kind, maps, problems, normalization, confidence)
 
 
 def frame_number(stem: str) -> int | None:
@@ -114,21 +109,19 @@ def load_ndjson_priors(path: Path, keys: list[str]) -> Priors:
                              f"available: {_summary(sorted(index))}); name the images by source frame index "
                              f"(e.g. frame_000123.png), map them in {FRAME_MAP_NAME} beside it, or set depth_dir "
                              "to a folder of <stem>.png priors")
-    maps, problems, steps, kinds = {}, {}, {}, set()
+    maps, problems, kinds = {}, {}, set()
     for key, frame in frames.items():
         if frame not in index:
             problems[key] = f"not in {FRAME_MAP_NAME}" if frame is None else f"no frame {frame} in {path.name}"
             continue
-        offset, lo, hi = index[frame]
         try:
-            record = ndjson.read_record_at(path, offset)
-            maps[key] = ndjson.decode_depth(record)
+            record = ndjson.read_record_at(path, index[frame][0])
+            maps[key] = Levels(*ndjson.depth_levels(record))
         except DepthFileError as e:
             problems[key] = str(e)
             continue
         kinds.add(record["otherData"]["depth_map"].get("kind") or "inverse_depth")
-        steps[key] = (hi - lo) / MAX16
     if len(kinds) > 1:
         raise DepthFileError(f"{path}: records mix kinds {sorted(kinds)}; rerun the video depth tool into an empty "
                              "folder")
-    return Priors(kinds.pop() if kinds else "inverse_depth", maps, problems, steps, "per_sequence")
+    return Priors(kinds.pop() if kinds else "inverse_depth", maps, problems, "per_sequence")

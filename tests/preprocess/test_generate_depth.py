@@ -213,10 +213,10 @@ def test_subfolders_with_repeated_stems_write_the_keys_the_trainer_reads(tmp_pat
     # the trainer's side: Blender names its images train/r_0.png ... relative to the scene folder
     priors = load_priors(out, prior_keys(names))
     assert not priors.problems and sorted(priors.maps) == keys
-    assert not np.array_equal(priors.maps["test/r_0"], priors.maps["train/r_0"])  # each image its own prior
+    assert not np.array_equal(priors.maps["test/r_0"].levels, priors.maps["train/r_0"].levels)  # each its own
     for key in keys:
         meta = DepthMeta.load(out)
-        np.testing.assert_array_equal(priors.maps[key], meta.to_float(key, read_depth_png(out / f"{key}.png")))
+        np.testing.assert_array_equal(priors.maps[key].decode(), meta.to_float(key, read_depth_png(out / f"{key}.png")))
 
     # unique stems in subfolders keep the flat <stem>.png names
     rig, rig_out = tmp_path / "rig", tmp_path / "rig_depth"

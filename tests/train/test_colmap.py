@@ -1,4 +1,5 @@
-"""Our COLMAP reader/writer: binary and text models round-trip, and a hand-written text model reads."""
+"""COLMAP models: what our writer writes, pycolmap reads back (binary and text) as the trainer needs it, a
+hand-written text model reads, and a truncated binary one is refused."""
 
 import numpy as np
 import pytest
@@ -34,8 +35,7 @@ def test_model_round_trip(tmp_path, ext):
         got = r.images[iid]
         assert (got.name, got.camera_id) == (im.name, im.camera_id)
         np.testing.assert_array_equal(got.qvec, im.qvec)
-        np.testing.assert_array_equal(got.xys, im.xys)
-        np.testing.assert_array_equal(got.point3d_ids, im.point3d_ids)
+        np.testing.assert_array_equal(got.point3d_ids, im.point3d_ids[im.point3d_ids >= 0])  # observed, in order
     np.testing.assert_array_equal(r.points.ids, m.points.ids)
     np.testing.assert_array_equal(r.points.xyz, m.points.xyz)
     np.testing.assert_array_equal(r.points.rgb, m.points.rgb)
@@ -74,3 +74,58 @@ def test_truncated_binary_is_a_clear_error(tmp_path):
     (tmp_path / "images.bin").write_bytes(data[:-10])
     with pytest.raises(colmap.ColmapError, match="images.bin: not a valid COLMAP images file"):
         colmap.read_model(tmp_path)
+
+
+@pytest.mark.parametrize("ext", [".bin", ".txt"])
+def test_a_larger_model_reads_as_the_trainer_needs_it(tmp_path, ext):
+    """Every camera model the trainer undistorts, keypoints with and without a 3D point, points written out of id
+    order: cameras, poses, points (sorted by id), each image's observations and each point's track come back."""
+    rng = np.random.default_rng(3)
+    params = {"SIMPLE_PINHOLE": 3, "PINHOLE": 4, "SIMPLE_RADIAL": 4, "RADIAL": 5, "OPENCV": 8, "FULL_OPENCV": 12,
+              "OPENCV_FISHEYE": 8, "SIMPLE_RADIAL_FISHEYE": 4, "RADIAL_FISHEYE": 5}
+    cams = {i + 1: colmap.Camera(i + 1, name, 640, 480, rng.uniform(0.1, 500, n))
+            for i, (name, n) in enumerate(params.items())}
+    n_points, n_images = 300, 12
+    point_ids = rng.permutation(np.arange(5, 5 + 3 * n_points, 3))  # sparse ids, not in id order
+    seen = rng.random((n_images, n_points)) < 0.3
+    images, tracks = {}, {int(p): [] for p in point_ids}
+    for i in range(n_images):
+        observed = point_ids[seen[i]]
+        ids = np.concatenate([observed, np.full(7, -1)])[rng.permutation(len(observed) + 7)]
+        for pid in ids[ids >= 0]:
+            tracks[int(pid)].append((i + 1, int(np.flatnonzero(ids == pid)[0])))  # index among all keypoints
+        q = rng.normal(size=4)
+        images[i + 1] = colmap.Image(i + 1, q / np.linalg.norm(q) * np.sign(q[0]), rng.normal(size=3),
+                                     1 + i % len(cams), f"frame {i:03d}.jpg" if ext == ".txt" else f"f/{i:03d}.jpg",
+                                     rng.uniform(0, 480, (len(ids), 2)), ids)
+    points = colmap.Points3D(point_ids, rng.normal(size=(n_points, 3)), rng.integers(0, 256, (n_points, 3), np.uint8),
+                             rng.uniform(0, 2, n_points), [np.array(tracks[int(p)], np.int64).reshape(-1, 2)
+                                                           for p in point_ids])
+    colmap.write_model(colmap.Model(cams, images, points), tmp_path, ext)
+    r = colmap.read_model(tmp_path)
+    assert [(c.model, c.width, c.height) for c in r.cameras.values()] == [(c.model, 640, 480) for c in cams.values()]
+    for cid, c in cams.items():
+        np.testing.assert_array_equal(r.cameras[cid].params, c.params)
+    order = np.argsort(point_ids)
+    np.testing.assert_array_equal(r.points.ids, point_ids[order])
+    np.testing.assert_array_equal(r.points.xyz, points.xyz[order])
+    np.testing.assert_array_equal(r.points.rgb, points.rgb[order])
+    np.testing.assert_array_equal(r.points.error, points.error[order])
+    for iid, im in images.items():
+        got = r.images[iid]
+        assert got.name == im.name and got.camera_id == im.camera_id
+        np.testing.assert_allclose(got.world_to_camera(), im.world_to_camera(), rtol=0, atol=1e-15)
+        np.testing.assert_array_equal(got.point3d_ids, im.point3d_ids[im.point3d_ids >= 0])
+        assert len(got.xys) == 0  # keypoint coordinates are not read
+    for pid, track in zip(r.points.ids, r.points.tracks):
+        assert sorted(map(tuple, track.tolist())) == sorted(tracks[int(pid)])
+    with pytest.raises(ValueError, match="write a model read by read_model with pycolmap"):
+        colmap.write_model(r, tmp_path / "again", ext)
+
+
+def test_a_model_without_points_reads_with_none(tmp_path):
+    colmap.write_model(_model(), tmp_path, ".bin")
+    (tmp_path / "points3D.bin").unlink()
+    m = colmap.read_model(tmp_path)
+    assert len(m.points.ids) == 0 and len(m.images) == 3 and sorted(p.name for p in tmp_path.iterdir()) == [
+        "cameras.bin", "images.bin"]

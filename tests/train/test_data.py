@@ -7,13 +7,13 @@ import shutil
 import cv2
 import numpy as np
 import plyfile
+import pycolmap
 import pytest
 import torch
 from PIL import Image
 from scipy import ndimage
 
 from preprocess.depth_png import DepthMeta, quantize, write_depth_png
-from s3dgs.data import colmap
 from s3dgs.data.frames import DataError, Distortion, read_layout
 from s3dgs.data.scene import View, _undistort, attach_prior, load_scene, resolve_background
 
@@ -114,14 +114,22 @@ def test_images_without_poses_warn_and_posed_images_missing_are_skipped(small_co
     assert len(s.views) == 23
 
 
-def _set_camera(scene, model: str, extra: list[float]) -> None:
-    """Give the example's PINHOLE camera the COLMAP ``model`` with ``extra`` params after fx, fy, cx, cy."""
-    m = colmap.read_model(scene / "sparse" / "0")
-    cam = m.cameras[1]
-    m.cameras[1] = colmap.Camera(1, model, cam.width, cam.height, np.array([*cam.params, *extra]))
-    colmap.write_model(m, scene / "sparse" / "0", ".txt")
+def _as_text_model(scene, edit) -> None:
+    """``edit(reconstruction)`` the example's model with pycolmap and write it back as text (.bin removed)."""
+    rec = pycolmap.Reconstruction(scene / "sparse" / "0")
+    edit(rec)
     for f in (scene / "sparse" / "0").glob("*.bin"):
         f.unlink()
+    rec.write_text(scene / "sparse" / "0")
+
+
+def _set_camera(scene, model: str, extra: list[float]) -> None:
+    """Give the example's PINHOLE camera the COLMAP ``model`` with ``extra`` params after fx, fy, cx, cy."""
+    def edit(rec):
+        cam = rec.camera(1)
+        params = [*cam.params, *extra]
+        cam.model, cam.params = model, params
+    _as_text_model(scene, edit)
 
 
 @pytest.mark.parametrize("model, extra, expected", [
@@ -146,11 +154,9 @@ def test_exif_orientation_is_ignored_as_colmap_does(small_copy, orientation):
     exif[0x0112] = orientation
     Image.fromarray(stored).save(small_copy / "images" / "view_01.jpg", quality=95, exif=exif)
     png.unlink()
-    m = colmap.read_model(small_copy / "sparse" / "0")
-    next(im for im in m.images.values() if im.name == "view_01.png").name = "view_01.jpg"
-    colmap.write_model(m, small_copy / "sparse" / "0", ".txt")
-    for f in (small_copy / "sparse" / "0").glob("*.bin"):
-        f.unlink()
+    def rename(rec):
+        rec.find_image_with_name("view_01.png").name = "view_01.jpg"
+    _as_text_model(small_copy, rename)
     v = next(v for v in load_scene(small_copy, depth_dir=small_copy / "depth").views if v.name == "view_01.jpg")
     assert v.image.shape == (60, 80, 3) and v.prior is not None and v.prior.shape == (60, 80)
     # JPEG loss only (measured 0.009); the image turned by its tag differs by 0.16 (measured)
@@ -313,8 +319,9 @@ def test_nerfstudio_opencv_k3_and_fisheye_are_undistorted(tmp_path):
         assert mask.mean() > 0.97 and np.array_equal(mask, inside)
         exact = (src_u >= 0) & (src_u <= W - 1) & (src_v >= 0) & (src_v <= H - 1)  # bilinear is exact between centres
         got = view.image.numpy() * 255 / 4
-        np.testing.assert_allclose(got[..., 0][exact], src_u[exact], atol=0.03)
-        np.testing.assert_allclose(got[..., 1][exact], src_v[exact], atol=0.03)
+        tol = 0.03 + 0.5 / 4  # and the image is kept as uint8: half a level of the ramp's 4 per pixel
+        np.testing.assert_allclose(got[..., 0][exact], src_u[exact], atol=tol)
+        np.testing.assert_allclose(got[..., 1][exact], src_v[exact], atol=tol)
 
 
 def test_unsupported_nerfstudio_camera_model_is_a_clear_error(tmp_path):

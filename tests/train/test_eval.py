@@ -1,4 +1,5 @@
-"""Evaluation: ``python -m s3dgs.eval`` on a finished run, the metrics of s3dgs.evaluate, large renders."""
+"""Evaluation: ``python -m s3dgs.eval`` on a finished run, the metrics over views (s3dgs.metrics), large renders
+(s3dgs.images), the camera path (s3dgs.camera_path)."""
 
 import json
 import subprocess
@@ -10,9 +11,10 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from s3dgs.data.scene import View
-from s3dgs.eval import camera_path, main
-from s3dgs.evaluate import evaluate_views, save_side_by_side
-from s3dgs.metrics import depth_metrics
+from s3dgs.camera_path import camera_path
+from s3dgs.eval import main
+from s3dgs.images import save_side_by_side
+from s3dgs.metrics import depth_metrics, evaluate_views
 
 
 def test_eval_reproduces_the_runs_metrics_and_writes_a_path_video(run_train, python, train_env, small_copy, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from s3dgs import reliability
+from s3dgs import checkpoint, reliability
 from s3dgs.trainer import Trainer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +51,25 @@ def _swap_and_flatten(depth_dir: Path) -> tuple[str, str]:
     return "view_02", "view_05"
 
 
+def test_the_points_bar_follows_how_well_the_probe_agrees_with_the_points():
+    """Noisy points (a probe's render agrees with them at 0.7): a prior agreeing as well is trusted; a dense
+    capture's probe (0.95) keeps the bar at points_agree; the points' verdict is kept where the render decides."""
+    bar = reliability.points_bar([0.6, 0.7, 0.8], agree=0.8, reference=0.9, least=0.5)
+    assert bar == pytest.approx(0.8 * 0.7 / 0.9)
+    assert reliability.points_bar([0.95, 0.97], 0.8, 0.9, 0.5) == 0.8
+    assert reliability.points_bar([], 0.8, 0.9, 0.5) == 0.8
+    assert reliability.points_bar([-0.2, 0.1, 0.4], 0.8, 0.9, 0.5) == 0.8  # a probe that learned nothing: no say
+    pending = reliability.Trust(0.0, "pending", "between", 300, 0.65)
+    verdict = reliability.points_reverdict(pending, bar, render_rho=0.7, margin=0.15)
+    assert verdict.state == "trusted" and verdict.weight == 1.0 and verdict.points_seen == 300
+    middling = reliability.Trust(0.0, "pending", "between", 300, 0.55)
+    assert reliability.points_reverdict(middling, bar, 0.6, 0.15) is None  # the render decides
+    assert reliability.points_reverdict(reliability.Trust(0.0, "pending", "too few points", 3), bar, None, 0.15) is None
+    # a dense capture's probe render agrees with the points at 0.95: a prior at 0.7 there is worse than the images
+    worse = reliability.points_reverdict(reliability.Trust(0.0, "pending", "between", 300, 0.7), 0.8, 0.95, 0.15)
+    assert worse.state == "rejected" and worse.weight == 0.0 and "render agrees better" in worse.why
+
+
 def test_wrong_and_constant_priors_are_rejected_and_seed_no_points(small_copy, tmp_path):
     wrong, flat = _swap_and_flatten(small_copy / "depth")
     t = Trainer(_cfg(f"data_dir={small_copy}", "init.prior_points=40"), tmp_path)
@@ -89,7 +108,7 @@ def test_without_points_the_render_judges_each_prior(small_copy, tmp_path):
     assert all(t.trust[k].state == "trusted" and t.trust[k].render_rho > 0.85 for k in good)
     v = t.scene.train[0]
     assert t.view_depth_loss(v, v.gt_depth, torch.ones(60, 80)) is not None
-    report = t.trust_report()
+    report = reliability.report(t.trust)
     assert report["views_trusted"] == len(good) and report["views_rejected"] == 3
     assert report["views"][wrong]["render_rho"] < 0.3
 
@@ -97,7 +116,9 @@ def test_without_points_the_render_judges_each_prior(small_copy, tmp_path):
 def test_the_probe_judges_pending_priors_and_leaves_the_run_as_it_was(small_copy, tmp_path):
     """The real probe (a short photometric run): pending priors get their verdict, and the run proper starts
     from the same state as a run whose priors needed no probe."""
-    cfg = _cfg(f"data_dir={small_copy}", "steps=40", "depth_loss.trust.points_agree=0.99")  # all pending
+    # all pending, and the render judges them all (the points' bar stays 0.99 whatever the probe's agreement)
+    cfg = _cfg(f"data_dir={small_copy}", "steps=40", "depth_loss.trust.points_agree=0.99",
+               "depth_loss.trust.probe_reference=1e-6")
     t = Trainer(cfg, tmp_path)
     assert {x.state for x in t.trust.values()} == {"pending"}
     assert t.probe_priors() > 0  # seconds, counted in the run's training time
@@ -139,7 +160,6 @@ def test_verdicts_travel_with_the_checkpoint(example_dir, tmp_path):
     assert resumed.trust[key].state == "trusted"  # as judged anew at start-up
     st2 = resumed.load_checkpoint(tmp_path / "ckpt.pt")
     assert st2.trust is resumed.trust and resumed.trust[key] == t.trust[key]
-    assert resumed.trust_report()["views"][key]["weight"] == 0.25
-    evaluating = Trainer(cfg, tmp_path)  # s3dgs.eval reports the verdicts the run trained with
-    evaluating.load_checkpoint(tmp_path / "ckpt.pt", resume=False)
-    assert evaluating.trust[key] == t.trust[key]
+    assert reliability.report(resumed.trust)["views"][key]["weight"] == 0.25
+    record = checkpoint.record_of(checkpoint.read_checkpoint(tmp_path / "ckpt.pt"))  # what s3dgs.eval reports
+    assert record.trust[key] == t.trust[key] and record.depth == t.depth_facts()  # the run as trained
