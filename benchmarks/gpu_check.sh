@@ -77,7 +77,8 @@ fi
 
 echo "== 2. packages"
 if compgen -G ".whl/*.whl" >/dev/null; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" .whl/*.whl \
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" \
+        .whl/*.whl \
         || { echo "installing .whl/ failed"; exit 2; }
     export PYTHONPATH="$REPO:$WORK/site${PYTHONPATH#"$REPO"}"
     echo "installed $(ls .whl/*.whl | wc -l) wheels from .whl/ into $WORK/site"
@@ -85,8 +86,8 @@ fi
 "$PY" - <<'EOF' || exit 2
 import importlib, sys
 missing = []
-for name in ("torch", "numpy", "hydra", "omegaconf", "gsplat", "plyfile", "numba", "cv2", "scipy", "tensorboard",
-             "viser", "nerfview", "pytest", "tqdm"):
+for name in ("torch", "numpy", "hydra", "omegaconf", "gsplat", "plyfile", "pycolmap", "numba", "cv2", "scipy",
+             "tensorboard", "viser", "nerfview", "pytest", "tqdm"):
     try:
         importlib.import_module(name)
     except Exception as e:  # noqa: BLE001 - any failure to import is what we report
@@ -99,7 +100,8 @@ import gsplat, torch
 print(f"python {sys.version.split()[0]}, torch {torch.__version__} (CUDA {torch.version.cuda}, available: "
       f"{torch.cuda.is_available()}), gsplat {gsplat.__version__}")
 EOF
-STACK=$("$PY" -c 'import sys, torch, gsplat; print(f"python {sys.version.split()[0]}, torch {torch.__version__} (CUDA {torch.version.cuda}), gsplat {gsplat.__version__}")')
+STACK=$("$PY" -c 'import sys, torch, gsplat
+print(f"python {sys.version.split()[0]}, torch {torch.__version__} (CUDA {torch.version.cuda}), gsplat {gsplat.__version__}")')
 
 BUILD_NOTE="skipped (--no-build)"
 if [ "$BUILD" = 1 ]; then
@@ -156,7 +158,8 @@ if [ "$RUN" = 1 ]; then
         echo "== 5. python -m s3dgs.train device=$DEVICE steps=$STEPS (at most $left s)"
         SMI_PID=
         if command -v nvidia-smi >/dev/null; then
-            nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 500 >"$WORK/smi_memory.txt" 2>/dev/null &
+            nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 500 >"$WORK/smi_memory.txt" \
+                2>/dev/null &
             SMI_PID=$!
         fi
         t0=$SECONDS
@@ -240,7 +243,8 @@ if metrics.is_file():
     print("| steps done | test PSNR | test SSIM | depth AbsRel | train_seconds | s/step | Gaussians | "
           "peak GPU memory, torch allocated / reserved (MiB) | peak device memory, nvidia-smi (MiB) | wall s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    print(f"| {steps} | {fmt(t.get('psnr'), '.2f')} | {fmt(t.get('ssim'), '.4f')} | {fmt(t.get('depth_abs_rel'), '.4f')} "
+    print(f"| {steps} | {fmt(t.get('psnr'), '.2f')} | {fmt(t.get('ssim'), '.4f')} | "
+          f"{fmt(t.get('depth_abs_rel'), '.4f')} "
           f"| {m.get('train_seconds')} | {m['train_seconds'] / max(steps, 1):.4f} | {m.get('num_gaussians')} | "
           + (f"{p['allocated_mb']:.0f} / {p['reserved_mb']:.0f}" if p else "n/a") + " | "
           + (str(max(used)) if used else "n/a") + f" | {e['RUN_WALL']} |")

@@ -3,8 +3,9 @@
 #
 # Fetch into DEST (default .whl/, git-ignored) the wheels of the packages s3dgs imports that the lent GPU machines'
 # image lacks: it has torch (CUDA), numpy, numba, opencv, scipy, tensorboard, pytest, rich, jaxtyping and ninja, but
-# not hydra-core, omegaconf, gsplat, plyfile, viser, nerfview and their small dependencies. Built for that image's
-# Python 3.12 on x86-64, at the versions installed where this runs (those the CPU tests pass with). About 16 MB.
+# not hydra-core, omegaconf, gsplat, plyfile, pycolmap, viser, nerfview and their small dependencies. Built for that
+# image's Python 3.12 on x86-64, at the versions installed where this runs (those the CPU tests pass with). About
+# 54 MB (pycolmap alone 38 MB): with the checkout, under the 64 MiB a device call carries.
 #
 # Run it where pip reaches a package index (the device machine reaches none), then carry DEST with the working tree;
 # benchmarks/gpu_check.sh installs whatever DEST holds before anything else (docs/performance.md, "CUDA check").
@@ -15,7 +16,7 @@ PY=${PYTHON:-python}
 
 version() { "$PY" -c "import importlib.metadata as m; print(m.version('$1'))"; }
 pins=()
-for dist in hydra-core omegaconf gsplat plyfile viser nerfview splines msgspec websockets zstandard; do
+for dist in hydra-core omegaconf gsplat plyfile pycolmap viser nerfview splines msgspec websockets zstandard; do
     pins+=("$dist==$(version "$dist")")
 done
 mkdir -p "$DEST"
