@@ -10,7 +10,7 @@ from s3dgs.checkpoint import read_checkpoint
 from s3dgs.data.scene import load_scene
 from s3dgs.render import rasterization
 
-from .conftest import GPU, GPU_BACKEND, SHORT_STEPS
+from .conftest import GPU, GPU_BACKEND
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="needs a CUDA GPU: compares with gsplat's CUDA rasterization")
