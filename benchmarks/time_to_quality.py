@@ -58,8 +58,12 @@ def run_ours(data: Path, downscale: int, steps: int, eval_every: int, threads: i
     """Train ours; returns the curve ``[{step, seconds, cpu_seconds, psnr}]`` at each evaluation."""
     cmd = [sys.executable, "-m", "s3dgs.train", f"data_dir={data}", f"data.downscale={downscale}", f"steps={steps}",
            f"log.eval_every={eval_every}", "log.every=25", "save_renders=false", f"hydra.run.dir={out}", *overrides]
-    with open(out.with_suffix(".log"), "w") as log:
-        subprocess.run(cmd, check=True, env=thread_env(threads), stdout=log, stderr=subprocess.STDOUT)
+    log_path = out.with_suffix(".log")
+    with open(log_path, "w") as log:
+        done = subprocess.run(cmd, env=thread_env(threads), stdout=log, stderr=subprocess.STDOUT)
+    if done.returncode:
+        last = (log_path.read_text().strip().splitlines() or ["(no output)"])[-1]
+        raise SystemExit(f"error: training {data} failed: {last} (full log: {log_path})")
     events = EventAccumulator(str(out / "tb"), size_guidance={"scalars": 0})
     events.Reload()
     scalar = lambda tag: {e.step: e.value for e in events.Scalars(tag)}  # noqa: E731
