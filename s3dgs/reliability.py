@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from s3dgs.alignment import MIN_POINTS, seen_points
+from s3dgs.alignment import MIN_POINTS, sample, seen_points
 from s3dgs.data.scene import View
 
 MAX_SAMPLES = 20000  # pixels a render agreement ranks (a regular subsample of the mask beyond this)
@@ -159,14 +159,23 @@ def render_verdict(trust: Trust, rho: float, reject: float, agree: float) -> Tru
     return Trust(weight, state, why, trust.points_seen, trust.points_rho, rho)
 
 
-def points_bar(qualities: list[float], agree: float, reference: float, least: float) -> float:
-    """The points agreement that trusts a pending prior: ``agree x min(1, q / reference)`` with ``q`` the median of
-    ``qualities``, the probe's render's rank correlations with the sparse points per view; ``agree`` without any,
-    or when ``q < least`` (a probe that barely agrees with the points tells nothing about them)."""
-    if not qualities:
-        return agree
-    q = float(torch.tensor(qualities).median())
-    return agree if q < least else agree * min(1.0, q / reference)
+def render_points_agreement(depth: torch.Tensor, z: torch.Tensor, uv: torch.Tensor) -> float:
+    """:func:`rank_correlation` given the image layout between a rendered z-depth ``[H, W]``, sampled at the sparse
+    points' pixels ``uv [m, 2]``, and the points' own depths ``z [m]`` (compared as disparities)."""
+    rendered = sample(depth.detach(), uv).clamp_min(1e-12)
+    return rank_correlation(1.0 / rendered, 1.0 / z, uv)
+
+
+def median_agreement(qualities: list[float]) -> float | None:
+    """The median of the probe's per-view agreements with the sparse points (None without any)."""
+    return float(torch.tensor(qualities).median()) if qualities else None
+
+
+def points_bar(q: float | None, agree: float, reference: float, least: float) -> float:
+    """The points agreement that trusts a pending prior: ``agree x min(1, q / reference)`` with ``q`` the probe's
+    :func:`median_agreement` with the sparse points; ``agree`` without it, or when ``q < least`` (a probe that
+    barely agrees with the points tells nothing about them)."""
+    return agree if q is None or q < least else agree * min(1.0, q / reference)
 
 
 def points_reverdict(trust: Trust, bar: float, render_rho: float | None, margin: float) -> Trust | None:

@@ -148,29 +148,34 @@ class Trainer:
         else :func:`~s3dgs.reliability.render_verdict` from its prior's rank agreement with the render over the
         rendered surface; logged in one line."""
         t = self.cfg.depth_loss.trust
+        renders: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        def rendered(v: View) -> tuple[torch.Tensor, torch.Tensor]:  # each view rendered once
+            if v.key not in renders:
+                renders[v.key] = tuple(x[0].detach() for x in render(v))
+            return renders[v.key]
+
         qualities: dict[str, float] = {}  # the render's rank agreement with the sparse points, per view
         for v in self.scene.train:
             if v.prior is None or len(self.scene.points) == 0:
                 continue
             _, z, uv = alignment.seen_points(v, self.scene.points)
             if len(z) >= alignment.MIN_POINTS:
-                depth = render(v)[0][0].detach()
-                qualities[v.key] = reliability.rank_correlation(
-                    1.0 / alignment.sample(depth, uv).clamp_min(1e-12), 1.0 / z, uv)
-        bar = reliability.points_bar(list(qualities.values()), t.points_agree, t.probe_reference, t.probe_least)
+                qualities[v.key] = reliability.render_points_agreement(rendered(v)[0], z, uv)
+        q = reliability.median_agreement(list(qualities.values()))
+        bar = reliability.points_bar(q, t.points_agree, t.probe_reference, t.probe_least)
         for v in views:
             verdict = reliability.points_reverdict(self.trust[v.key], bar, qualities.get(v.key), t.probe_margin)
             if verdict is None:
-                depth, alpha = (x[0].detach() for x in render(v))
+                depth, alpha = rendered(v)
                 mask = self.depth_mask(v, alpha)
                 rho = reliability.render_agreement(to_prior_space(depth, self.scene.prior_kind, self.cfg.near_plane),
                                                    v.prior.to(self.device), mask)
                 verdict = reliability.render_verdict(self.trust[v.key], rho, t.render_reject, t.render_agree)
             self.trust[v.key] = verdict
-        if qualities:
+        if q is not None:
             log.info("depth prior: the probe's render agrees with the sparse points at %.2f (median rank correlation):"
-                     " a prior agreeing at %.2f or more is trusted", float(torch.tensor(list(qualities.values())).median()),
-                     bar)
+                     " a prior agreeing at %.2f or more is trusted", q, bar)
         log.info("depth prior, judged by the sparse points and the probe's render: %s",
                  reliability.summary(self.trust))
 

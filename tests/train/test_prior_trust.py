@@ -54,11 +54,12 @@ def _swap_and_flatten(depth_dir: Path) -> tuple[str, str]:
 def test_the_points_bar_follows_how_well_the_probe_agrees_with_the_points():
     """Noisy points (a probe's render agrees with them at 0.7): a prior agreeing as well is trusted; a dense
     capture's probe (0.95) keeps the bar at points_agree; the points' verdict is kept where the render decides."""
-    bar = reliability.points_bar([0.6, 0.7, 0.8], agree=0.8, reference=0.9, least=0.5)
+    assert reliability.median_agreement([0.6, 0.7, 0.8]) == pytest.approx(0.7)
+    bar = reliability.points_bar(0.7, agree=0.8, reference=0.9, least=0.5)
     assert bar == pytest.approx(0.8 * 0.7 / 0.9)
-    assert reliability.points_bar([0.95, 0.97], 0.8, 0.9, 0.5) == 0.8
-    assert reliability.points_bar([], 0.8, 0.9, 0.5) == 0.8
-    assert reliability.points_bar([-0.2, 0.1, 0.4], 0.8, 0.9, 0.5) == 0.8  # a probe that learned nothing: no say
+    assert reliability.points_bar(reliability.median_agreement([0.95, 0.97]), 0.8, 0.9, 0.5) == 0.8
+    assert reliability.points_bar(reliability.median_agreement([]), 0.8, 0.9, 0.5) == 0.8
+    assert reliability.points_bar(0.1, 0.8, 0.9, 0.5) == 0.8  # a probe that learned nothing: no say
     pending = reliability.Trust(0.0, "pending", "between", 300, 0.65)
     verdict = reliability.points_reverdict(pending, bar, render_rho=0.7, margin=0.15)
     assert verdict.state == "trusted" and verdict.weight == 1.0 and verdict.points_seen == 300
