@@ -69,7 +69,7 @@ class TensorBoardLog:
         # a resumed run drops what an earlier run logged after the checkpoint it continues from
         purge = start_step + 1 if start_step else None
         self.writer = SummaryWriter(str(Path(out_dir) / "tb"), purge_step=purge)
-        self.t0, self.t0_step = time.perf_counter(), start_step
+        self.logged_seconds, self.logged_step = 0.0, start_step  # train_seconds at the last logged step
         self.train_seconds = self.train_cpu_seconds = 0.0
         self.mark, self.cpu_mark = time.perf_counter(), time.process_time()
 
@@ -89,7 +89,8 @@ class TensorBoardLog:
                 w.add_scalar(f"train/{name}", float(value), step)
             w.add_scalar("train/psnr", float(psnr(rgb, gt, mask)), step)
             w.add_scalar("train/num_gaussians", len(st.params["means"]), step)
-            w.add_scalar("train/sec_per_step", (time.perf_counter() - self.t0) / max(step - self.t0_step, 1), step)
+            w.add_scalar("train/sec_per_step",
+                         (self.train_seconds - self.logged_seconds) / max(step - self.logged_step, 1), step)
             for name, opt in st.optimizers.items():
                 w.add_scalar(f"lr/{name}", opt.param_groups[0]["lr"], step)
             if st.trust:
@@ -105,7 +106,7 @@ class TensorBoardLog:
         t_eval = time.perf_counter() - t_eval
         if step % self.every == 0 or last:
             self.writer.flush()
-            self.t0, self.t0_step = time.perf_counter(), step
+            self.logged_seconds, self.logged_step = self.train_seconds, step
         self.mark, self.cpu_mark = time.perf_counter(), time.process_time()
         return t_eval
 
